@@ -1,0 +1,34 @@
+# Two entry points for a newcomer (see README): `make run` and `make test`.
+# Both create .venv on first use and reinstall only when pyproject.toml changes.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SAMPLE_OUT := outputs
+
+.PHONY: run test install repro classify-sample clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]' \
+	  || $(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: install, retrain and re-evaluate from the label files (dvc repro), classify the samples
+run: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@echo
+	@echo "Done. Per-sentence domains: $(SAMPLE_OUT)/samples.jsonl  summary: $(SAMPLE_OUT)/summary.csv"
+	@echo "Report (open in a browser): $(SAMPLE_OUT)/report/report.html"
+	@echo "Metrics: metrics.json   evaluation plots: reports/eval/   MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db"
+
+## make test: install (with test extras) and run the test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,361 @@
+"""Read report files into clean `Document`s, whatever encoding and debris they arrive with.
+
+Government files come as GB18030/GBK or UTF-8 (with or without BOM) text, web pages, Word files and
+PDF extractions. Decoding is strict: a file that would need replacement characters is refused with
+its name, never silently mangled. Cleaning removes the debris seen in real files (page headers,
+"(上接1版)", HTML tags, portal metadata, markdown marks) and rejoins sentences broken across lines.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import html
+import io
+import json
+import operator
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Iterator
+
+TEXT_SUFFIXES = {".txt", ".md", ".text"}
+HTML_SUFFIXES = {".html", ".htm"}
+DOCX_SUFFIXES = {".docx"}
+TABLE_SUFFIXES = {".jsonl", ".csv"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | DOCX_SUFFIXES | TABLE_SUFFIXES
+
+
+class IngestError(Exception):
+    """A file that cannot be read; the message names the file and, where known, the line."""
+
+
+@dataclass
+class Document:
+    """One report: cleaned original text, plus what later stages need to know about it."""
+
+    doc_id: str
+    path: str
+    text: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    traditional: bool = False
+
+
+@dataclass
+class SentenceTable:
+    """Already-split sentences (`.jsonl`/`.csv` with a `text` column): classified as given."""
+
+    doc_id: str
+    path: str
+    rows: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+Source = Document | SentenceTable
+
+
+# ---------------------------------------------------------------- decoding
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_HAN = re.compile(r"[\u3400-\u9fff]")
+
+
+def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
+    """Decode strictly; return (text, encoding). BOMs decide first, then UTF-8, then GB18030."""
+    if not data.strip():
+        raise IngestError(f"{name}: empty file")
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(enc), enc
+            except UnicodeDecodeError as exc:
+                raise IngestError(f"{name}: has a {enc} byte-order mark but is not valid {enc} "
+                                  f"(byte {exc.start})") from exc
+    if b"\x00" in data[:4096]:
+        raise IngestError(f"{name}: binary file (NUL bytes and no UTF-16 byte-order mark)")
+    try:
+        text, enc = data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as utf8_exc:
+        try:
+            text, enc = data.decode("gb18030"), "gb18030"
+        except UnicodeDecodeError:
+            line = data[: utf8_exc.start].count(b"\n") + 1
+            raise IngestError(
+                f"{name}: line {line}: not valid UTF-8, GB18030/GBK or UTF-16 "
+                f"(undecodable byte at offset {utf8_exc.start}); convert it to UTF-8"
+            ) from utf8_exc
+        if not _looks_like_text(text):
+            raise IngestError(f"{name}: binary file (decodes as GB18030 only to non-text characters)")
+    if len(_CONTROL.findall(text[:20000])) > max(3, len(text[:20000]) // 100):
+        raise IngestError(f"{name}: binary file (control characters in the text)")
+    return text, enc
+
+
+def _looks_like_text(text: str) -> bool:
+    """GB18030 accepts most byte soup; real Chinese text is mostly common Han, ASCII and punctuation."""
+    sample = text[:20000]
+    ordinary = sum(1 for ch in sample if ch.isascii() or "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef")
+    return ordinary >= 0.95 * len(sample)
+
+
+# ---------------------------------------------------------------- HTML / DOCX
+
+class _HTMLText(HTMLParser):
+    """Text of an HTML page: block elements become line breaks, script/style are dropped."""
+
+    BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
+             "article", "table", "ul", "ol", "title", "blockquote", "pre", "hr"}
+    SKIP = {"script", "style", "noscript", "head"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self._skip += 1
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP:
+            self._skip = max(0, self._skip - 1)
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    parser = _HTMLText()
+    parser.feed(markup)
+    parser.close()
+    return "".join(parser.parts)
+
+
+def docx_to_text(path: Path) -> str:
+    import zipfile
+
+    import docx  # python-docx
+
+    try:
+        document = docx.Document(str(path))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise IngestError(f"{path}: not a readable .docx file ({exc})") from exc
+    return "\n".join(p.text for p in document.paragraphs)
+
+
+# ---------------------------------------------------------------- cleaning
+
+_INLINE_TAG = re.compile(r"</?(?:sub|sup|span|b|i|em|strong|font|a|u|p|br|div)\b[^<>]*>", re.I)
+_BLOCK_TAG = re.compile(r"<(?:br|/p|p|/div|div)\b[^<>]*>", re.I)
+_PAGE_HEADER = re.compile(
+    r"^.{0,60}[(（]第\s*\d+\s*/\s*\d+\s*页[)）]\s*$"      # 工作报告-51篇(第63/322页)
+    r"|^\s*第\s*\d+\s*页(?:\s*[,，/]?\s*共\s*\d+\s*页)?\s*$"  # 第3页 共20页
+    r"|^\s*[-—–]\s*\d{1,4}\s*[-—–]\s*$"                   # - 12 -
+)
+_CONTINUATION = re.compile(r"[(（]\s*[上下]接\s*(?:第?\s*[\d一二三四五六七八九十]+\s*[版页])\s*[)）]")
+_MARKDOWN_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]*", re.M)
+_METADATA = re.compile(
+    r"(信息类别|文件编号|信息索取号|公开方式|公开时限|公开范围|生成日期|规范性文件有效性|索\s*引\s*号|发文机关|主题分类)\s*[:：]"
+    r"|发布日期\s*[:：].*(字号|【|打印|关闭)"
+    r"|字号\s*【\s*[大中小]?"
+    r"|^\s*【\s*(打印|关闭|字体)"
+)
+_SENTENCE_END = "。！？!?；;…”’」』)）】》"
+_HEADING_START = re.compile(
+    r"^\s*(?:第[一二三四五六七八九十百零〇\d]+[篇章节部分]|[(（][一二三四五六七八九十\d]+[)）]"
+    r"|[一二三四五六七八九十]+[、.．]|[一二三四五六七八九十]+是|——|专栏\s*\d+|附件|\d+[、.．](?!\d))"
+)
+_WS = re.compile(r"[ \t\u3000\xa0]+")
+
+
+def clean_text(raw: str, heading_max_chars: int = 50) -> str:
+    """Remove web/PDF debris and rejoin broken sentences; one paragraph per line in the result."""
+    text = raw.replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "")
+    if "<" in text:
+        text = _INLINE_TAG.sub("", _BLOCK_TAG.sub("\n", text))
+    if "&" in text:
+        text = html.unescape(text)
+    text = _WS.sub(" ", text)
+    if "接" in text:
+        text = _CONTINUATION.sub("", text)
+    if "#" in text:
+        text = _MARKDOWN_HEADING.sub("", text)
+    lines = [line.strip() for line in text.split("\n")]
+    lines = [line for line in lines if line and not _is_debris(line)]
+    return "\n".join(_rejoin(lines, heading_max_chars))
+
+
+def _is_debris(line: str) -> bool:
+    # cheap character tests first: the regexes only run on the few lines that could match
+    if ("页" in line or line[:1] in "-—–") and _PAGE_HEADER.search(line):
+        return True
+    return (":" in line or "：" in line or "【" in line) and bool(_METADATA.search(line))
+
+
+def _rejoin(lines: list[str], heading_max_chars: int) -> Iterator[str]:
+    """Join a line that stops mid-sentence with the line that continues it (PDF line breaks)."""
+    buffer = ""
+    for line in lines:
+        if buffer and _continues(buffer, line, heading_max_chars):
+            buffer += line
+            continue
+        if buffer:
+            yield buffer
+        buffer = line
+    if buffer:
+        yield buffer
+
+
+def _continues(previous: str, line: str, heading_max_chars: int) -> bool:
+    if previous[-1] in _SENTENCE_END or previous[-1] in "：:" or _HEADING_START.match(line):
+        return False  # a finished sentence, a salutation/lead-in ending in a colon, or a new heading
+    if previous[-1] in "，,、（(“‘《—-":
+        return True
+    # No final punctuation: a short line is a heading; a long one was cut by the extractor.
+    return len(previous) > heading_max_chars
+
+
+# ---------------------------------------------------------------- normalisation
+
+@lru_cache(maxsize=1)
+def _t2s():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    return _t2s().convert(text)
+
+
+@lru_cache(maxsize=1)
+def _traditional_chars() -> frozenset[str]:
+    """Han characters that OpenCC's character table maps to a different simplified form."""
+    han = "".join(chr(c) for c in range(0x4E00, 0xA000))
+    return frozenset(a for a, b in zip(han, to_simplified(han)) if a != b)
+
+
+def is_traditional(text: str, sample: int = 5000) -> bool:
+    """True when a meaningful share of the Han characters are traditional-only forms."""
+    head = text[:sample]
+    han = len(_HAN.findall(head))
+    if not han:
+        return False
+    trad = _traditional_chars()
+    return sum(1 for ch in head if ch in trad) >= max(3, han // 100)
+
+
+def fold(texts: list[str]) -> list[str]:
+    """Width- and space-insensitive form of units (NFKC, collapsed spaces): the basis of text hashes."""
+    if not texts:
+        return []
+    joined = "\n".join(t.replace("\n", " ") for t in texts)
+    out = [t.strip() for t in _WS.sub(" ", unicodedata.normalize("NFKC", joined)).split("\n")]
+    return out if len(out) == len(texts) else [fold([t])[0] for t in texts]
+
+
+def normalise_many(texts: list[str], traditional: bool | None = None) -> list[str]:
+    """The model's view of units: folded, and converted to simplified characters when traditional.
+
+    `traditional=None` detects it from the texts. Conversion runs once over the joined batch:
+    per-unit calls cost more than the conversion itself.
+    """
+    folded = fold(texts)
+    if traditional is None:
+        traditional = is_traditional("".join(folded[:200]))
+    if not traditional or not folded:
+        return folded
+    out = to_simplified("\n".join(folded)).split("\n")
+    return out if len(out) == len(folded) else [to_simplified(t) for t in folded]
+
+
+def normalise(text: str) -> str:
+    return normalise_many([text])[0]
+
+
+# ---------------------------------------------------------------- files
+
+def iter_paths(inputs: list[str | Path]) -> Iterator[Path]:
+    """Files named, and supported files under directories named (sorted, recursive)."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                              and not p.name.startswith("."))
+        else:
+            yield path
+
+
+def doc_id_for(path: Path) -> str:
+    return path.stem
+
+
+def read_source(path: str | Path, doc_id: str | None = None, heading_max_chars: int = 50) -> Source:
+    """Read one file into a Document (or a SentenceTable); raise IngestError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise IngestError(f"{path}: no such file")
+    if path.is_dir():
+        raise IngestError(f"{path}: is a directory")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise IngestError(f"{path}: unsupported file type '{suffix}' (expected one of "
+                          f"{', '.join(sorted(SUPPORTED_SUFFIXES))})")
+    doc_id = doc_id or doc_id_for(path)
+    try:
+        if suffix in DOCX_SUFFIXES:
+            raw, encoding = docx_to_text(path), "docx"
+        else:
+            raw, encoding = decode_bytes(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read ({exc.strerror})") from exc
+    if suffix in TABLE_SUFFIXES:
+        return _read_table(raw, path, doc_id, encoding)
+    if suffix in HTML_SUFFIXES:
+        raw = html_to_text(raw)
+    text = clean_text(raw, heading_max_chars)
+    if not text.strip():
+        raise IngestError(f"{path}: no text left after cleaning")
+    meta = {"path": str(path), "encoding": encoding, "chars": len(text), "format": suffix.lstrip(".")}
+    return Document(doc_id, str(path), text, meta, traditional=is_traditional(text))
+
+
+def _read_table(raw: str, path: Path, doc_id: str, encoding: str) -> SentenceTable:
+    rows: list[dict[str, Any]] = []
+    if path.suffix.lower() == ".jsonl":
+        for lineno, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise IngestError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise IngestError(f"{path}: line {lineno}: expected an object with a string 'text' field")
+            rows.append(row)
+    else:
+        reader = csv.DictReader(io.StringIO(raw))
+        if not reader.fieldnames or "text" not in reader.fieldnames:
+            raise IngestError(f"{path}: line 1: no 'text' column (columns: {reader.fieldnames})")
+        for lineno, row in enumerate(reader, 2):
+            if row.get("text") is None:
+                raise IngestError(f"{path}: line {lineno}: row has fewer fields than the header")
+            rows.append(dict(row))
+    if not rows:
+        raise IngestError(f"{path}: no sentences in the table")
+    meta = {"path": str(path), "encoding": encoding, "rows": len(rows), "format": path.suffix.lstrip(".")}
+    return SentenceTable(doc_id, str(path), rows, meta)

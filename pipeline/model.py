@@ -1,0 +1,178 @@
+"""The domain classifier as a scikit-learn estimator, its baselines, and safe persistence.
+
+`DomainClassifier` wraps a Pipeline (features → linear model → calibration) and always answers
+over all 17 ids, in taxonomy order, even for domains absent from a training fold. Models are saved
+with skops (no pickle) and a SHA-256 recorded beside them; `load_model` refuses a file whose hash
+differs or that contains types outside an explicit trusted list.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import VotingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import ComplementNB
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+from pipeline.features import build_features, model_input
+from pipeline.taxonomy import domain_ids
+
+MODEL_FILE = "model.skops"
+CHECKSUM_FILE = "model.sha256"
+
+
+class ModelIntegrityError(Exception):
+    """A model file that fails its checksum or holds untrusted types: never loaded."""
+
+
+def make_classifier(name: str, params: dict[str, Any]) -> BaseEstimator:
+    """A linear classifier by name (params.yaml `train.classifier`), calibrated where it needs it."""
+    seed = int(params.get("seed", 0))
+    weight = params.get("class_weight") or None
+    C = float(params.get("C", 1.0))
+    if name == "logreg":
+        return LogisticRegression(C=C, class_weight=weight, max_iter=2000, random_state=seed)
+    if name == "svm":
+        return LinearSVC(C=C / 8, class_weight=weight, random_state=seed)
+    if name == "cnb":
+        return ComplementNB(alpha=0.3)
+    if name == "ensemble":
+        return VotingClassifier([
+            ("logreg", make_classifier("logreg", params)),
+            ("svm", _calibrated(make_classifier("svm", params), "sigmoid", 3)),
+            ("cnb", make_classifier("cnb", params)),
+        ], voting="soft")
+    if name == "majority":
+        return DummyClassifier(strategy="most_frequent")
+    raise ValueError(f"unknown classifier '{name}' (logreg, svm, cnb, ensemble, majority)")
+
+
+def _calibrated(estimator: BaseEstimator, method: str, cv: int) -> BaseEstimator:
+    return CalibratedClassifierCV(estimator, method=method, cv=cv, ensemble=False)
+
+
+class DomainClassifier(ClassifierMixin, BaseEstimator):
+    """Units frame in, probabilities over all domain ids out (scikit-learn estimator API)."""
+
+    def __init__(self, params: dict[str, Any] | None = None, classifier: str | None = None) -> None:
+        self.params = params
+        self.classifier = classifier
+
+    def _pipeline(self, y: np.ndarray) -> Pipeline:
+        params = self.params or {}
+        name = self.classifier or params.get("classifier", "logreg")
+        clf = make_classifier(name, params)
+        method, cv = params.get("calibration", "sigmoid"), int(params.get("calibration_cv", 3))
+        counts = pd.Series(y).value_counts()
+        if name in ("logreg", "svm") and method != "none" and counts.min() >= cv:
+            clf = _calibrated(clf, method, cv)
+        elif name == "svm":  # too few examples to calibrate: still need probabilities
+            clf = _calibrated(clf, "sigmoid", max(2, min(cv, int(counts.min()))))
+        return Pipeline([("features", build_features(params)), ("clf", clf)])
+
+    def fit(self, units: pd.DataFrame, y: Any) -> "DomainClassifier":
+        y = np.asarray(y)
+        self.classes_ = np.array(domain_ids())
+        self.pipeline_ = self._pipeline(y).fit(model_input(units), y)
+        return self
+
+    def predict_proba(self, units: pd.DataFrame) -> np.ndarray:
+        proba = self.pipeline_.predict_proba(model_input(units))
+        full = np.zeros((len(units), len(self.classes_)))
+        seen = list(self.pipeline_.classes_)
+        full[:, [list(self.classes_).index(c) for c in seen]] = proba
+        return full
+
+    def predict(self, units: pd.DataFrame) -> np.ndarray:
+        return self.classes_[self.predict_proba(units).argmax(axis=1)]
+
+
+def build_estimator(params: dict[str, Any], classifier: str | None = None) -> DomainClassifier:
+    return DomainClassifier(dict(params), classifier)
+
+
+def fresh(estimator: BaseEstimator) -> BaseEstimator:
+    return clone(estimator)
+
+
+# ---------------------------------------------------------------- persistence
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def trusted_types() -> list[str]:
+    """Every type a saved model may contain; anything else makes `load_model` refuse the file."""
+    return [
+        "pipeline.model.DomainClassifier",
+        "pipeline.features.jieba_words",
+        "sklearn.compose._column_transformer.ColumnTransformer",
+        "sklearn.feature_extraction.text.HashingVectorizer",
+        "sklearn.feature_extraction.text.TfidfTransformer",
+        "sklearn.pipeline.Pipeline",
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.svm._classes.LinearSVC",
+        "sklearn.naive_bayes.ComplementNB",
+        "sklearn.ensemble._voting.VotingClassifier",
+        "sklearn.calibration.CalibratedClassifierCV",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+        "sklearn.isotonic.IsotonicRegression",
+        "sklearn.preprocessing._label.LabelEncoder",
+        "sklearn.dummy.DummyClassifier",
+        "builtins.slice",
+        "numpy.float64", "numpy.int64", "numpy.dtype", "numpy.ndarray",
+        "scipy.sparse._csr.csr_matrix",
+    ]
+
+
+def save_model(model: DomainClassifier, model_dir: str | Path, card: dict[str, Any] | None = None) -> Path:
+    """Write model.skops, its checksum and (optionally) the model card, each atomically."""
+    import skops.io as sio
+
+    from pipeline.io import atomic_path, write_text
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    target = model_dir / MODEL_FILE
+    with atomic_path(target) as tmp:
+        sio.dump(model, tmp)
+    write_text(model_dir / CHECKSUM_FILE, f"{_sha256(target)}  {MODEL_FILE}\n")
+    if card is not None:
+        write_text(model_dir / "model_card.json", json.dumps(card, ensure_ascii=False, indent=2, default=str))
+    return target
+
+
+def load_model(model_dir: str | Path) -> DomainClassifier:
+    """Load a saved model after checking its SHA-256 and that it holds only trusted types."""
+    import skops.io as sio
+
+    model_dir = Path(model_dir)
+    path = model_dir / MODEL_FILE if model_dir.is_dir() else model_dir
+    sums = path.parent / CHECKSUM_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no model here; run `dvc repro` (or `policy-domains train`) first")
+    if not sums.exists():
+        raise ModelIntegrityError(f"{path}: no {CHECKSUM_FILE} beside the model; refusing to load an unverified file")
+    expected = sums.read_text(encoding="utf-8").split()[0]
+    actual = _sha256(path)
+    if actual != expected:
+        raise ModelIntegrityError(f"{path}: checksum mismatch (expected {expected[:12]}…, got {actual[:12]}…); "
+                                  "the file was modified or corrupted, refusing to load it")
+    untrusted = set(sio.get_untrusted_types(file=path)) - set(trusted_types())
+    if untrusted:
+        raise ModelIntegrityError(f"{path}: contains untrusted types {sorted(untrusted)}; refusing to load it")
+    return sio.load(path, trusted=trusted_types())

@@ -1,0 +1,51 @@
+"""The 17 policy-domain ids, loaded from `labels/taxonomy.yaml` so that they live in one place."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from pipeline.config import PROJECT_ROOT
+
+TAXONOMY_FILE = PROJECT_ROOT / "labels" / "taxonomy.yaml"
+
+
+@dataclass(frozen=True)
+class Domain:
+    id: str
+    zh: str
+    en: str
+    scope: str
+    boundary: str
+
+
+@lru_cache(maxsize=2)
+def load_taxonomy(path: str | None = None) -> tuple[Domain, ...]:
+    """The domains in their fixed order (the order of the model's score columns)."""
+    with open(path or TAXONOMY_FILE, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    domains = tuple(
+        Domain(d["id"], d["zh"], d["en"], d.get("scope", ""), d.get("boundary", ""))
+        for d in data["domains"]
+    )
+    ids = [d.id for d in domains]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path or TAXONOMY_FILE}: duplicate domain ids")
+    return domains
+
+
+def domain_ids() -> list[str]:
+    return [d.id for d in load_taxonomy()]
+
+
+def zh_names() -> dict[str, str]:
+    return {d.id: d.zh for d in load_taxonomy()}
+
+
+def suggest_id(unknown: str) -> str | None:
+    """The closest known id to a misspelt one, for "did you mean" messages."""
+    match = difflib.get_close_matches(unknown.strip().lower(), domain_ids(), n=1, cutoff=0.5)
+    return match[0] if match else None
