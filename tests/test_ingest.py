@@ -1,0 +1,72 @@
+"""Ingestion: encodings, debris cleaning and the bad-input cases of the issue."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.ingest import IngestError, clean_text, is_traditional, read_source
+
+
+def test_gb18030_and_utf16_and_bom_decode_to_same_text(tmp_path: Path) -> None:
+    text = "推进长江生态保护修复。加快建设美丽乡村。"
+    (tmp_path / "gb.txt").write_bytes(text.encode("gb18030"))
+    (tmp_path / "u16.txt").write_bytes(text.encode("utf-16"))
+    (tmp_path / "bom.txt").write_bytes(text.encode("utf-8-sig"))
+    docs = [read_source(tmp_path / n) for n in ("gb.txt", "u16.txt", "bom.txt")]
+    assert {d.text for d in docs} == {text}
+    assert [d.meta["encoding"] for d in docs] == ["gb18030", "utf-16", "utf-8-sig"]
+
+
+@pytest.mark.parametrize("content, reason", [(b"", "empty"), (b"   \n\n", "empty"),
+                                             (bytes(range(256)) * 20, "binary")])
+def test_empty_and_binary_files_are_refused_with_the_file_name(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(IngestError, match=rf"bad.txt.*{reason}|{reason}.*bad.txt|bad.txt: .*"):
+        read_source(path)
+
+
+def test_missing_path_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match="nope.txt: no such file"):
+        read_source(tmp_path / "nope.txt")
+
+
+def test_debris_is_removed_and_broken_lines_rejoined() -> None:
+    raw = ("最新市级党代会工作报告-51篇(第63/322页)\n"
+           "信息类别: 区政府文件 文件编号:某府发〔2022〕1号 公开方式: 主动公开\n"
+           "# 政府工作报告\n"
+           "(上接1版)中心城区PM<sub>2.5</sub>年均浓度下降。\n"
+           "主要预期目标是:地区生产总值增长5.5%左右,规模以上工业增加值增长8.5%左右,固定资产投资增长6%左右,社会消费品零售总额\n\n"
+           "增长6%左右。\n")
+    cleaned = clean_text(raw).split("\n")
+    assert cleaned[0] == "政府工作报告"
+    assert cleaned[1] == "中心城区PM2.5年均浓度下降。"
+    assert cleaned[2].endswith("社会消费品零售总额增长6%左右。")
+    assert len(cleaned) == 3
+
+
+def test_html_page_is_reduced_to_its_text(tmp_path: Path) -> None:
+    page = ("<html><head><title>x</title><script>var a=1;</script></head><body>"
+            "<p>加强生态保护。</p><div>推进&nbsp;乡村振兴。</div></body></html>")
+    (tmp_path / "p.html").write_text(page, encoding="utf-8")
+    doc = read_source(tmp_path / "p.html")
+    assert "var a" not in doc.text and "加强生态保护。" in doc.text and "推进 乡村振兴。" in doc.text
+
+
+def test_traditional_text_is_detected() -> None:
+    assert is_traditional("政府工作報告。國務院總理在會議上發表講話，經濟發展與社會進步。")
+    assert not is_traditional("政府工作报告。国务院总理在会议上发表讲话，经济发展与社会进步。")
+
+
+def test_five_megabyte_line_without_punctuation_is_fast(tmp_path: Path) -> None:
+    from pipeline.segment import segment_document
+
+    path = tmp_path / "long.txt"
+    path.write_text("发展" * 2_500_000, encoding="utf-8")
+    start = time.perf_counter()
+    units = segment_document(read_source(path))
+    assert time.perf_counter() - start < 30
+    assert units["text"].str.len().max() <= 500
+    assert "".join(units["text"]) == "发展" * 2_500_000
