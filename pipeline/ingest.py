@@ -94,7 +94,8 @@ def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
                 f"(undecodable byte at offset {utf8_exc.start}); convert it to UTF-8"
             ) from utf8_exc
         if not _looks_like_text(text):
-            raise IngestError(f"{name}: binary file (decodes as GB18030 only to non-text characters)")
+            raise IngestError(f"{name}: binary file or an unsupported encoding such as Big5 "
+                              "(decodes as GB18030 only to non-text characters); convert text to UTF-8")
     if len(_CONTROL.findall(text[:20000])) > max(3, len(text[:20000]) // 100):
         raise IngestError(f"{name}: binary file (control characters in the text)")
     return text, enc
@@ -149,9 +150,12 @@ def docx_to_text(path: Path) -> str:
     import zipfile
 
     import docx  # python-docx
+    from docx.opc.exceptions import PackageNotFoundError
 
     try:
         document = docx.Document(str(path))
+    except PackageNotFoundError as exc:  # python-docx's error for a file that is no zip archive at all
+        raise IngestError(f"{path}: not a readable .docx file (not a zip package)") from exc
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise IngestError(f"{path}: not a readable .docx file ({exc})") from exc
     return "\n".join(p.text for p in document.paragraphs)

@@ -70,3 +70,72 @@ def test_five_megabyte_line_without_punctuation_is_fast(tmp_path: Path) -> None:
     assert time.perf_counter() - start < 30
     assert units["text"].str.len().max() <= 500
     assert "".join(units["text"]) == "发展" * 2_500_000
+
+
+def test_traditional_file_keeps_its_text_and_is_simplified_for_the_model(tmp_path: Path) -> None:
+    from pipeline.segment import segment_document
+
+    path = tmp_path / "trad.txt"
+    path.write_text("政府工作報告。國務院總理在會議上發表講話，經濟發展與社會進步。", encoding="utf-8")
+    doc = read_source(path)
+    assert doc.traditional and doc.text.startswith("政府工作報告。")
+    units = segment_document(doc)
+    assert list(units["text"]) == ["政府工作報告。", "國務院總理在會議上發表講話，經濟發展與社會進步。"]
+    assert units.loc[1, "text_norm"] == "国务院总理在会议上发表讲话,经济发展与社会进步。"
+
+
+def test_big5_file_is_refused_rather_than_decoded_as_gb18030_mojibake(tmp_path: Path) -> None:
+    path = tmp_path / "big5.txt"
+    path.write_bytes("政府工作報告。國務院總理在會議上發表講話，經濟發展與社會進步。".encode("big5"))
+    with pytest.raises(IngestError, match=r"big5\.txt: .*Big5"):
+        read_source(path)
+
+
+def test_docx_paragraphs_become_lines(tmp_path: Path) -> None:
+    import docx
+
+    from pipeline.segment import segment_document
+
+    document = docx.Document()
+    for paragraph in ("第一章 总体要求", "坚持稳中求进。推动高质量发展。", "(一)加强生态保护。"):
+        document.add_paragraph(paragraph)
+    document.save(str(tmp_path / "report.docx"))
+    doc = read_source(tmp_path / "report.docx")
+    assert doc.meta["encoding"] == "docx"
+    assert doc.text.split("\n") == ["第一章 总体要求", "坚持稳中求进。推动高质量发展。", "(一)加强生态保护。"]
+    units = segment_document(doc)
+    assert list(units["text"]) == ["第一章 总体要求", "坚持稳中求进。", "推动高质量发展。", "(一)加强生态保护。"]
+    assert units.loc[1, "heading"] == "第一章 总体要求"
+
+
+def test_corrupt_docx_is_refused_with_the_file_name(tmp_path: Path) -> None:
+    path = tmp_path / "broken.docx"
+    path.write_bytes(b"PK\x03\x04 not really a zip archive")
+    with pytest.raises(IngestError, match=r"broken\.docx: not a readable \.docx file"):
+        read_source(path)
+
+
+def test_cli_segments_the_good_files_of_a_mixed_directory_and_names_each_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline import cli
+    from pipeline.io import read_table
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text("加强生态保护。推进乡村振兴。", encoding="utf-8")
+    (corpus / "gbk.txt").write_bytes("发展先进制造业。".encode("gb18030"))
+    (corpus / "empty.txt").write_bytes(b"")
+    (corpus / "binary.txt").write_bytes(bytes(range(256)) * 20)
+    (corpus / "broken.docx").write_bytes(b"not a zip")
+    monkeypatch.setattr(cli.out, "width", 10_000)  # rich would wrap long temporary paths
+    out = tmp_path / "x.jsonl"
+    result = CliRunner().invoke(cli.app, ["segment", str(corpus), str(tmp_path / "missing.txt"), "--out", str(out)])
+    assert result.exit_code != 0
+    for name, reason in [("empty.txt", "empty file"), ("binary.txt", "binary file"),
+                         ("broken.docx", "not a readable .docx"), ("missing.txt", "no such file")]:
+        assert any(name in line and reason in line for line in result.output.splitlines()), (name, result.output)
+    units = read_table(out)
+    assert sorted(set(units["doc"])) == ["gbk", "good"]
+    assert list(units.loc[units["doc"] == "good", "text"]) == ["加强生态保护。", "推进乡村振兴。"]
