@@ -163,8 +163,14 @@ def evaluate(table: pd.DataFrame, train_params: dict[str, Any], eval_params: dic
     if train_params.get("heading_features", True):
         run(f"{chosen} without heading", sklearn_fitter(train_params, chosen, heading_features=False),
             use_examples, "ablation")
-    if train_params.get("word_features", True):
+    if train_params.get("word_features", False):
         run(f"{chosen} without words", sklearn_fitter(train_params, chosen, word_features=False),
+            use_examples, "ablation")
+    else:
+        run(f"{chosen} with jieba words", sklearn_fitter(train_params, chosen, word_features=True),
+            use_examples, "ablation")
+    if float(train_params.get("context_smoothing", 0)) > 0:
+        run(f"{chosen} without context smoothing", sklearn_fitter(train_params, chosen, context_smoothing=0.0),
             use_examples, "ablation")
     baselines = eval_params.get("baselines", [])
     if "majority" in baselines:

@@ -1,14 +1,19 @@
 """Feature blocks of the classifier: character n-grams, jieba words, and the heading as context.
 
-All blocks hash their features (no vocabulary to build or ship), so transforming a batch is one
-pass of Python-level n-gram generation plus C-level hashing, which is where the time goes.
+Every block hashes its features (no vocabulary to build or ship). Character n-grams, the block
+that matters, are hashed by `CharNgramHasher` in vectorised numpy over a whole batch at once:
+scikit-learn's `HashingVectorizer` builds each n-gram as a Python string, which made feature
+extraction about 90% of prediction time and kept the model under 20,000 sentences/s.
 """
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.pipeline import Pipeline
@@ -16,6 +21,73 @@ from sklearn.pipeline import Pipeline
 from pipeline.ingest import normalise_many
 
 TEXT, HEADING = "text_norm", "heading_norm"
+
+# splitmix64 finaliser constants: spread the polynomial n-gram codes evenly over the buckets
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_BASE = np.uint64(0x100000001B3)
+_SALT = 0x9E3779B9  # separates n-gram orders: "ab" as a bigram never hashes like a code point
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    h ^= h >> np.uint64(30)
+    h *= _MIX1
+    h ^= h >> np.uint64(27)
+    h *= _MIX2
+    h ^= h >> np.uint64(31)
+    return h
+
+
+class CharNgramHasher(TransformerMixin, BaseEstimator):
+    """Counts of hashed character n-grams (`ngram_range` inclusive) as a CSR matrix.
+
+    Stateless like `HashingVectorizer`, but computed on the code points of the whole batch with
+    numpy: the hash of every n-gram is a rolling polynomial over the code points, mixed and taken
+    modulo `n_features`. Repeated texts (headings repeat for every unit under them) are hashed once.
+    """
+
+    def __init__(self, ngram_range: tuple[int, int] = (1, 3), n_features: int = 2 ** 18) -> None:
+        self.ngram_range = ngram_range
+        self.n_features = n_features
+
+    def fit(self, X: Iterable[str], y: Any = None) -> "CharNgramHasher":
+        return self
+
+    def transform(self, X: Iterable[str]) -> sp.csr_matrix:
+        codes, uniques = pd.factorize(pd.Series(list(X), dtype=object).fillna(""), sort=False)
+        matrix = self._hash([str(u) for u in uniques])
+        return matrix if len(uniques) == len(codes) else matrix[codes]
+
+    def _hash(self, texts: list[str]) -> sp.csr_matrix:
+        lo, hi = self.ngram_range
+        n = len(texts)
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+        points = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+        total = points.size
+        starts = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        row = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        local = np.arange(total, dtype=np.int64) - starts[row]
+        room = lengths[row] - local  # characters from each position to the end of its text
+        counts = [np.maximum(lengths - k + 1, 0) for k in range(lo, hi + 1)]
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.sum(counts, axis=0), out=indptr[1:])
+        indices = np.empty(int(indptr[-1]), dtype=np.int32)
+        slot = indptr[:-1].copy()  # where each row's n-grams of the current order go
+        rolling = points.copy()
+        with np.errstate(over="ignore"):  # uint64 wrap-around is the hash's arithmetic
+            for k in range(1, hi + 1):
+                if k > 1:
+                    rolling[: total - k + 1] *= _BASE
+                    rolling[: total - k + 1] += points[k - 1:]
+                if k < lo:
+                    continue
+                at = np.flatnonzero(room >= k)
+                buckets = _mix(rolling[at] + np.uint64(k * _SALT)) % np.uint64(self.n_features)
+                indices[slot[row[at]] + local[at]] = buckets.astype(np.int32)
+                slot += counts[k - lo]
+        matrix = sp.csr_matrix((np.ones(indices.size), indices, indptr), shape=(n, self.n_features))
+        matrix.sum_duplicates()
+        return matrix
 
 
 @lru_cache(maxsize=1)
@@ -52,24 +124,22 @@ def model_input(units: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({TEXT: text, HEADING: headings.map(lookup).tolist()}, index=units.index)
 
 
-def _hashed(analyzer: Any, n_features: int, ngram_range: tuple[int, int] = (1, 1)) -> Pipeline:
-    return Pipeline([
-        ("hash", HashingVectorizer(analyzer=analyzer, ngram_range=ngram_range, n_features=n_features,
-                                   alternate_sign=False, norm=None, lowercase=False)),
-        ("tfidf", TfidfTransformer(sublinear_tf=True)),
-    ])
+def _tfidf(hasher: BaseEstimator) -> Pipeline:
+    return Pipeline([("hash", hasher), ("tfidf", TfidfTransformer(sublinear_tf=True))])
 
 
 def build_features(params: dict[str, Any]) -> ColumnTransformer:
     """The feature union selected by params (train section of params.yaml)."""
     lo, hi = int(params.get("char_ngram_min", 1)), int(params.get("char_ngram_max", 3))
     n = int(params.get("char_features", 2 ** 18))
-    blocks = [("char", _hashed("char", n, (lo, hi)), TEXT)]
+    blocks = [("char", _tfidf(CharNgramHasher((lo, hi), n)), TEXT)]
     weights = {"char": 1.0}
-    if params.get("word_features", True):
-        blocks.append(("word", _hashed(jieba_words, n // 2), TEXT))
+    if params.get("word_features", False):
+        words = HashingVectorizer(analyzer=jieba_words, n_features=n // 2, alternate_sign=False, norm=None,
+                                  lowercase=False)
+        blocks.append(("word", _tfidf(words), TEXT))
         weights["word"] = float(params.get("word_weight", 1.0))
     if params.get("heading_features", True):
-        blocks.append(("heading", _hashed("char", n // 4, (1, 2)), HEADING))
+        blocks.append(("heading", _tfidf(CharNgramHasher((1, 2), n // 4)), HEADING))
         weights["heading"] = float(params.get("heading_weight", 0.5))
     return ColumnTransformer(blocks, transformer_weights=weights, sparse_threshold=1.0)

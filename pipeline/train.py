@@ -17,17 +17,18 @@ from pipeline import labels as labels_mod
 from pipeline.config import PROJECT_ROOT
 from pipeline.model import DomainClassifier, build_estimator, save_model
 
-TRAIN_COLUMNS = ["text_hash", "doc", "text", "heading", "domains", "primary", "source"]
+TRAIN_COLUMNS = ["text_hash", "doc", "index", "text", "heading", "domains", "primary", "source"]
 
 
 def training_table(labels_dir: str | Path, units: pd.DataFrame, include_examples: bool = True,
                    strict: bool = True) -> pd.DataFrame:
     """Labelled units with the context the model reads; examples have no heading and own 'docs'."""
     merged = labels_mod.load_labels(labels_dir, include_examples=include_examples, units=units, strict=strict)
-    context = units.drop_duplicates("text_hash").set_index("text_hash")[["heading", "doc"]]
+    context = units.drop_duplicates("text_hash").set_index("text_hash").reindex(columns=["heading", "doc", "index"])
     real = merged[merged["source"] != labels_mod.EXAMPLE_SOURCE].copy()
     real["heading"] = real["text_hash"].map(context["heading"]).fillna("")
     real["doc"] = real["text_hash"].map(context["doc"]).fillna(real["doc"])
+    real["index"] = real["text_hash"].map(context["index"])
     examples = merged[merged["source"] == labels_mod.EXAMPLE_SOURCE].copy()
     examples["heading"] = ""
     return pd.concat([real, examples], ignore_index=True)[TRAIN_COLUMNS]
