@@ -1,13 +1,19 @@
 """Batch classification: reports in, one row per unit and one summary row per report out.
 
 Documents stream through ingest → segment → predict → write one at a time (in chunks of units), so
-memory depends on the largest document, not on the size of the batch. A file that fails is
-reported and skipped; the others are still classified. Output files appear only when complete.
+memory depends on the largest document, not on the size of the batch: the summary keeps counts
+only, and `--jobs` keeps at most two documents per worker in flight. A file that fails is reported
+and skipped; the others are still classified. Output files appear only when the run completes.
 """
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import multiprocessing as mp
+import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -16,13 +22,15 @@ import numpy as np
 import pandas as pd
 
 from pipeline import config
-from pipeline.ingest import IngestError, iter_paths, read_source
+from pipeline.ingest import TABLE_SUFFIXES, IngestError, iter_paths, read_source
 from pipeline.io import TableWriter
 from pipeline.model import DomainClassifier
 from pipeline.model import load_model as _load_model
-from pipeline.segment import SegmentParams, segment_source
+from pipeline.segment import UNIT_COLUMNS, SegmentParams, segment_source
 
-OUTPUT_COLUMNS = ["doc", "sent_id", "index", "text", "heading", "domain", "confidence", "scores"]
+OUTPUT_COLUMNS = ["doc", "sent_id", "index", "text", "heading", "is_heading", "domain", "confidence", "scores"]
+# Unit columns the model or segmenter needs but that mean nothing to a reader of the output.
+_INTERNAL = {"text_norm", "text_hash", "position"}
 
 
 def default_model_dir() -> Path:
@@ -43,11 +51,11 @@ def predictions_frame(model: DomainClassifier, units: pd.DataFrame) -> pd.DataFr
     if len(units) == 0:
         return pd.DataFrame({"domain": [], "confidence": [], "scores": []})
     proba = model.predict_proba(units)
-    ids = list(model.classes_)
+    ids = [str(c) for c in model.classes_]  # plain str: numpy strings leak `np.str_(...)` into CSV/JSON
     best = proba.argmax(axis=1)
     rounded = np.round(proba, 4)
     return pd.DataFrame({
-        "domain": np.asarray(ids)[best],
+        "domain": np.asarray(ids, dtype=object)[best],
         "confidence": rounded[np.arange(len(units)), best],
         "scores": [dict(zip(ids, row)) for row in rounded.tolist()],
     }, index=units.index)
@@ -56,9 +64,8 @@ def predictions_frame(model: DomainClassifier, units: pd.DataFrame) -> pd.DataFr
 def classify_units(model: DomainClassifier, units: pd.DataFrame) -> pd.DataFrame:
     """Units frame → output rows: unit columns, predictions, then any pass-through columns."""
     preds = predictions_frame(model, units)
-    base = ["doc", "sent_id", "index", "text", "heading"]
-    extra = [c for c in units.columns if c not in base and c not in ("text_norm", "text_hash", "is_heading",
-                                                                     "position")]
+    base = [c for c in OUTPUT_COLUMNS if c in units]
+    extra = [c for c in units.columns if c not in base and c not in _INTERNAL]
     return pd.concat([units[base], preds, units[extra]], axis=1)
 
 
@@ -94,13 +101,15 @@ class Summary:
                 entry["c"][dom] += int(c)
 
     def frame(self) -> pd.DataFrame:
+        """doc, sentences, chars, then share_<id> (of sentences) and char_share_<id> (of characters)."""
         rows = []
         for doc, e in self.docs.items():
             row: dict[str, Any] = {"doc": doc, "sentences": e["sentences"], "chars": e["chars"]}
             row.update({f"share_{d}": round(e["n"][d] / e["sentences"], 4) if e["sentences"] else 0.0 for d in self.ids})
             row.update({f"char_share_{d}": round(e["c"][d] / e["chars"], 4) if e["chars"] else 0.0 for d in self.ids})
             rows.append(row)
-        return pd.DataFrame(rows)
+        columns = ["doc", "sentences", "chars"] + [f"{p}_{d}" for p in ("share", "char_share") for d in self.ids]
+        return pd.DataFrame(rows, columns=columns)
 
 
 # ---------------------------------------------------------------- batches
@@ -113,15 +122,26 @@ class FileResult:
     error: str = ""
 
 
-def _units_of(path: Path, seg: SegmentParams) -> pd.DataFrame:
-    return segment_source(read_source(path, heading_max_chars=seg.heading_max_chars), seg)
+def doc_ids(paths: list[Path]) -> dict[Path, str]:
+    """Each file's document id: its name without suffix, or its path below the inputs' common folder
+    where names clash (2023/report.txt and 2024/report.txt must not merge into one document)."""
+    stems = [p.stem for p in paths]
+    clashing = {s for s in stems if stems.count(s) > 1} if len(set(stems)) < len(stems) else set()
+    root = Path(os.path.commonpath([p.resolve().parent for p in paths])) if clashing else Path()
+    return {p: p.resolve().relative_to(root).as_posix() if p.stem in clashing else p.stem for p in paths}
 
 
-def _classify_path(model: DomainClassifier, path: Path, seg: SegmentParams,
-                   chunk_size: int) -> Iterator[pd.DataFrame]:
-    units = _units_of(path, seg)
-    for start in range(0, len(units), chunk_size):
-        yield classify_units(model, units.iloc[start:start + chunk_size])
+def _classify_file(model: DomainClassifier, path: Path, doc_id: str, seg: SegmentParams,
+                   chunk_size: int) -> tuple[FileResult, list[pd.DataFrame]]:
+    """One file's result and output chunks; a file that cannot be read is a failed result, not an error."""
+    try:
+        units = segment_source(read_source(path, doc_id, seg.heading_max_chars), seg)
+    except IngestError as exc:
+        return FileResult(str(path), False, error=str(exc)), []
+    if units.empty:
+        return FileResult(str(path), False, error=f"{path}: no sentences found"), []
+    chunks = [classify_units(model, units.iloc[i:i + chunk_size]) for i in range(0, len(units), chunk_size)]
+    return FileResult(str(path), True, units=len(units)), chunks
 
 
 _WORKER: dict[str, Any] = {}
@@ -131,61 +151,117 @@ def _init_worker(model_dir: str, seg: SegmentParams, chunk_size: int) -> None:
     _WORKER.update(model=load_model(model_dir), seg=seg, chunk_size=chunk_size)
 
 
-def _worker(path: Path) -> tuple[Path, list[pd.DataFrame] | None, str]:
-    try:
-        return path, list(_classify_path(_WORKER["model"], path, _WORKER["seg"], _WORKER["chunk_size"])), ""
-    except IngestError as exc:
-        return path, None, str(exc)
+def _worker(path: Path, doc_id: str) -> tuple[FileResult, list[pd.DataFrame]]:
+    return _classify_file(_WORKER["model"], path, doc_id, _WORKER["seg"], _WORKER["chunk_size"])
+
+
+def _parallel(paths: list[Path], ids: dict[Path, str], model_dir: str, seg: SegmentParams, chunk_size: int,
+              jobs: int) -> Iterator[tuple[FileResult, list[pd.DataFrame]]]:
+    """Results in input order with at most 2 × jobs documents in flight (Pool.imap would buffer
+    every finished document while the writer lags behind). Workers come from a fork server, not a
+    fork of this process: forking a process with running threads (progress bar, BLAS) can deadlock;
+    the server imports this module once, so workers start without re-importing scikit-learn."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    with ctx.Pool(jobs, _init_worker, (model_dir, seg, chunk_size)) as pool:
+        todo = iter(paths)
+        pending = deque(pool.apply_async(_worker, (p, ids[p])) for p in itertools.islice(todo, 2 * jobs))
+        while pending:
+            result = pending.popleft().get()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.apply_async(_worker, (nxt, ids[nxt])))
+            yield result
 
 
 def iter_classified(inputs: list[str | Path], model_dir: str | Path | None = None,
                     model: DomainClassifier | None = None, jobs: int = 1, chunk_size: int = 2000,
                     seg: SegmentParams | None = None) -> Iterator[tuple[FileResult, list[pd.DataFrame]]]:
-    """(result, chunks) per input file, in input order; `jobs` > 1 spreads files over processes."""
+    """(result, chunks) per input file, in input order; `jobs` > 1 spreads files over processes
+    (each loads the model from `model_dir`)."""
     seg = seg or SegmentParams.from_dict(config.section("segment"))
     paths = list(iter_paths(inputs))
+    ids = doc_ids(paths)
     if jobs > 1 and len(paths) > 1:
-        ctx = mp.get_context("fork")
-        with ctx.Pool(jobs, _init_worker, (str(model_dir or default_model_dir()), seg, chunk_size)) as pool:
-            for path, chunks, error in pool.imap(_worker, paths):
-                yield _result(path, chunks, error), chunks or []
+        yield from _parallel(paths, ids, str(model_dir or default_model_dir()), seg, chunk_size, jobs)
         return
     model = model or load_model(model_dir)
     for path in paths:
+        yield _classify_file(model, path, ids[path], seg, chunk_size)
+
+
+def passthrough_columns(inputs: list[str | Path]) -> list[str]:
+    """Columns that sentence tables (.jsonl/.csv inputs) carry beyond the unit columns.
+
+    CSV headers and Parquet schemas are fixed by the first chunk written, so a batch mixing tables
+    with different columns (or tables and plain reports) needs them all before the first row."""
+    seen: dict[str, None] = {}
+    for path in iter_paths(inputs):
+        if path.suffix.lower() not in TABLE_SUFFIXES:
+            continue
         try:
-            chunks = list(_classify_path(model, path, seg, chunk_size))
-            yield _result(path, chunks, ""), chunks
-        except IngestError as exc:
-            yield _result(path, None, str(exc)), []
+            table = read_source(path)
+        except IngestError:
+            continue  # reported when the file itself is classified
+        for row in table.rows:
+            seen.update(dict.fromkeys(row))
+    return [c for c in seen if c not in UNIT_COLUMNS]
 
 
-def _result(path: Path, chunks: list[pd.DataFrame] | None, error: str) -> FileResult:
-    if chunks is None:
-        return FileResult(str(path), False, error=error)
-    n = sum(len(c) for c in chunks)
-    if n == 0:
-        return FileResult(str(path), False, error=f"{path}: no sentences found")
-    return FileResult(str(path), True, units=n)
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_text(value: Any) -> str | None:
+    if _missing(value):
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def format_chunk(chunk: pd.DataFrame, suffix: str, extra: list[str]) -> pd.DataFrame:
+    """Output rows shaped for one file format.
+
+    JSON lines keep pass-through values as they came (a missing one is null, never NaN). CSV and
+    Parquet need the same columns in every chunk: all pass-through columns, as text (one input may
+    give `id` as a number and another as a string); in CSV the scores are a JSON object."""
+    if suffix == ".jsonl":
+        cols = [c for c in extra if c in chunk]
+        return chunk.assign(**{c: chunk[c].map(lambda v: None if _missing(v) else v) for c in cols})
+    out = chunk.reindex(columns=OUTPUT_COLUMNS + extra)
+    out = out.assign(**{c: out[c].map(_as_text).astype("string") for c in extra})
+    if suffix == ".csv":
+        out["scores"] = out["scores"].map(lambda s: json.dumps(s, ensure_ascii=False))
+    return out
 
 
 def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | None = None,
               model_dir: str | Path | None = None, jobs: int = 1, chunk_size: int = 2000,
               on_file: Callable[[FileResult], None] = lambda r: None) -> list[FileResult]:
-    """Classify every input into `out` (and `summary`); returns one result per file."""
+    """Classify every input into `out` (and `summary`); returns one result per file.
+
+    Both files are committed together at the end, and only if some file was classified: an
+    exception, or a batch in which every file failed, leaves neither behind."""
+    model = load_model(model_dir)
+    acc = Summary([str(c) for c in model.classes_])
+    paths = list(iter_paths(inputs))
+    extra = passthrough_columns(paths)
     results: list[FileResult] = []
-    model = None if jobs > 1 else load_model(model_dir)
-    ids = list(model.classes_) if model is not None else list(load_model(model_dir).classes_)
-    acc = Summary(ids)
-    with TableWriter(out) as writer:
-        for result, chunks in iter_classified(inputs, model_dir, model, jobs, chunk_size):
+    writers: list[TableWriter] = []
+    done = False
+    try:
+        writers += [TableWriter(path) for path in (out, summary) if path]
+        for result, chunks in iter_classified(paths, model_dir, None if jobs > 1 else model, jobs, chunk_size):
             for chunk in chunks:
-                writer.write(chunk)
+                writers[0].write(format_chunk(chunk, writers[0].suffix, extra))
                 acc.add(chunk)
             results.append(result)
             on_file(result)
-    if summary:
-        with TableWriter(summary) as writer:
-            writer.write(acc.frame())
+        if summary:
+            writers[1].write(acc.frame())
+        done = any(r.ok for r in results)
+    finally:
+        for writer in writers:
+            writer.close(ok=done)
     return results
 
 
@@ -193,7 +269,7 @@ def classify_reports(paths: list[str | Path], model: DomainClassifier | None = N
     """Python API: (one row per unit, one summary row per report). Failed files raise nothing;
     their errors are in ``sentences.attrs["errors"]``."""
     model = model or load_model()
-    acc = Summary(list(model.classes_))
+    acc = Summary([str(c) for c in model.classes_])
     frames, errors = [], []
     for result, chunks in iter_classified(list(paths), model=model):
         if not result.ok:
