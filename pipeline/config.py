@@ -1,6 +1,9 @@
-"""Read `params.yaml` once and hand its sections to the stages.
+"""Find the project a command works on, read its `params.yaml` and hand the sections to the stages.
 
-Every stage takes plain dicts so that tests can pass their own settings without files.
+The project is the working directory's (DVC runs every stage from the repository root), so a copy
+of the repository, or an experiment's workspace, reads and writes its own files even though the
+package is installed from another checkout. Every stage takes plain dicts, so tests can pass their
+own settings without files.
 """
 from __future__ import annotations
 
@@ -10,8 +13,17 @@ from typing import Any
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PARAMS_FILE = PROJECT_ROOT / "params.yaml"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def project_root() -> Path:
+    """The nearest folder from the working directory up with params.yaml and dvc.yaml, else the checkout
+    the package was installed from."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").is_file() and (folder / "dvc.yaml").is_file():
+            return folder
+    return PACKAGE_ROOT
 
 
 @lru_cache(maxsize=4)
@@ -24,7 +36,7 @@ def load_params(path: str | Path | None = None) -> dict[str, Any]:
     """The whole params file as a dict (a fresh copy each call, so callers may mutate it)."""
     import copy
 
-    return copy.deepcopy(_load(str(path or PARAMS_FILE)))
+    return copy.deepcopy(_load(str(path or project_root() / "params.yaml")))
 
 
 def section(name: str, path: str | Path | None = None) -> dict[str, Any]:
@@ -35,4 +47,4 @@ def section(name: str, path: str | Path | None = None) -> dict[str, Any]:
 def project_path(relative: str | Path) -> Path:
     """A path from params.yaml, resolved against the project root unless absolute."""
     p = Path(relative)
-    return p if p.is_absolute() else PROJECT_ROOT / p
+    return p if p.is_absolute() else project_root() / p

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import PROJECT_ROOT
-
-TAXONOMY_FILE = PROJECT_ROOT / "labels" / "taxonomy.yaml"
+from pipeline.config import project_root
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,8 @@ class Domain:
 @lru_cache(maxsize=2)
 def load_taxonomy(path: str | None = None) -> tuple[Domain, ...]:
     """The domains in their fixed order (the order of the model's score columns)."""
-    with open(path or TAXONOMY_FILE, encoding="utf-8") as fh:
+    path = path or str(project_root() / "labels" / "taxonomy.yaml")
+    with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
     domains = tuple(
         Domain(d["id"], d["zh"], d["en"], d.get("scope", ""), d.get("boundary", ""))
@@ -33,7 +32,7 @@ def load_taxonomy(path: str | None = None) -> tuple[Domain, ...]:
     )
     ids = [d.id for d in domains]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{path or TAXONOMY_FILE}: duplicate domain ids")
+        raise ValueError(f"{path}: duplicate domain ids")
     return domains
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import PACKAGE_ROOT, project_root
 from pipeline.taxonomy import domain_ids
 
 RUN_FILE = "mlflow_run.json"
@@ -29,7 +29,7 @@ class TrackingUnavailable(Exception):
 def tracking_uri(params: dict[str, Any]) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or params.get("tracking_uri", "sqlite:///experiments/mlflow.db")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        db = PROJECT_ROOT / uri[len("sqlite:///"):]
+        db = project_root() / uri[len("sqlite:///"):]
         db.parent.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{db}"
     return uri
@@ -114,7 +114,7 @@ def log_model(model_dir: Path, params: dict[str, Any]) -> str:
 
     info = mlflow.pyfunc.log_model(
         name="model", python_model=PolicyDomainsPyfunc(), artifacts={"model_dir": str(model_dir)},
-        code_paths=[str(PROJECT_ROOT / "pipeline")],
+        code_paths=[str(PACKAGE_ROOT / "pipeline")],
         input_example=pd.DataFrame({"text": ["加快推进长江生态保护修复。"]}),
         pip_requirements=_requirements(),
     )

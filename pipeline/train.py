@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline import labels as labels_mod
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import project_root
 from pipeline.model import DomainClassifier, build_estimator, save_model
 
 TRAIN_COLUMNS = ["text_hash", "doc", "index", "text", "heading", "domains", "primary", "source"]
@@ -36,7 +36,7 @@ def training_table(labels_dir: str | Path, units: pd.DataFrame, include_examples
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
