@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import config
-from pipeline.ingest import TABLE_SUFFIXES, IngestError, iter_paths, read_source
+from pipeline.ingest import TABLE_SUFFIXES, IngestError, SentenceTable, iter_paths, read_source
 from pipeline.io import TableWriter
 from pipeline.model import DomainClassifier
 from pipeline.model import load_model as _load_model
@@ -61,9 +61,13 @@ def predictions_frame(model: DomainClassifier, units: pd.DataFrame) -> pd.DataFr
     }, index=units.index)
 
 
-def classify_units(model: DomainClassifier, units: pd.DataFrame) -> pd.DataFrame:
-    """Units frame → output rows: unit columns, predictions, then any pass-through columns."""
-    preds = predictions_frame(model, units)
+def classify_units(model: DomainClassifier, units: pd.DataFrame, in_sequence: bool = True) -> pd.DataFrame:
+    """Units frame → output rows: unit columns, predictions, then any pass-through columns.
+
+    `in_sequence` says the units are a document's consecutive units, so the model may use their
+    neighbours; rows of a sentence table are classified each on its own (the model sees no index).
+    """
+    preds = predictions_frame(model, units if in_sequence else units.drop(columns=["index"]))
     base = [c for c in OUTPUT_COLUMNS if c in units]
     extra = [c for c in units.columns if c not in base and c not in _INTERNAL]
     return pd.concat([units[base], preds, units[extra]], axis=1)
@@ -135,12 +139,15 @@ def _classify_file(model: DomainClassifier, path: Path, doc_id: str, seg: Segmen
                    chunk_size: int) -> tuple[FileResult, list[pd.DataFrame]]:
     """One file's result and output chunks; a file that cannot be read is a failed result, not an error."""
     try:
-        units = segment_source(read_source(path, doc_id, seg.heading_max_chars), seg)
+        source = read_source(path, doc_id, seg.heading_max_chars)
+        units = segment_source(source, seg)
     except IngestError as exc:
         return FileResult(str(path), False, error=str(exc)), []
     if units.empty:
         return FileResult(str(path), False, error=f"{path}: no sentences found"), []
-    chunks = [classify_units(model, units.iloc[i:i + chunk_size]) for i in range(0, len(units), chunk_size)]
+    # the whole document at once, so that no unit loses its neighbours at a chunk edge
+    rows = classify_units(model, units, in_sequence=not isinstance(source, SentenceTable))
+    chunks = [rows.iloc[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
     return FileResult(str(path), True, units=len(units)), chunks
 
 

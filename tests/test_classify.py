@@ -179,3 +179,18 @@ def test_summary_keeps_counts_not_rows() -> None:
         acc.add(chunk)
     assert len(acc.docs) == 1 and acc.docs["d"]["sentences"] == 5000
     assert all(not isinstance(v, (pd.DataFrame, list)) for v in acc.docs["d"].values())
+
+
+def test_sentence_tables_are_classified_without_neighbours(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Rows of a .jsonl are unrelated sentences: each gets the same scores it gets alone."""
+    from pipeline.classify import classify_texts, load_model, run_batch
+    from pipeline.io import read_table
+
+    texts = ["加强生态保护修复。", "壮大制造业产业链。", "谢谢大家。"]
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in texts),
+                                      encoding="utf-8")
+    run_batch([tmp_path / "s.jsonl"], tmp_path / "out.jsonl", model_dir=tiny_model_dir)
+    got = read_table(tmp_path / "out.jsonl")
+    alone = [classify_texts([t], load_model(tiny_model_dir)).loc[0, "scores"] for t in texts]
+    for row, single in zip(got["scores"], alone):
+        assert row == pytest.approx(single, abs=1e-6)
