@@ -26,6 +26,10 @@ out = Console(stderr=True)
 Inputs = typer.Argument(..., help="Files or directories (searched recursively).")
 
 
+def _warn(message: str) -> None:
+    out.print(f"[yellow]warning:[/yellow] {message}")
+
+
 def _fail(message: str) -> None:
     out.print(f"[red]error:[/red] {message}")
     raise typer.Exit(1)
@@ -162,19 +166,7 @@ def train(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus 
         _fail(str(exc))
     out.print(f"trained on {card['training_data']['labelled_units']} labelled units + "
               f"{card['training_data']['codebook_examples']} codebook examples → {model_dir}")
-    run_info = {"run_id": None, "model_uri": None}
-
-    def log() -> None:
-        with tracking.mlflow_run(params["mlflow"], run_name="train") as run:
-            import mlflow
-
-            mlflow.log_params(tracking.flatten("", {"train": params["train"], "segment": params["segment"]}))
-            mlflow.set_tags({"git_commit": card["git_commit"], "dvc_stage": "train"})
-            mlflow.log_dict(card, "model_card.json")
-            run_info.update(run_id=run.info.run_id, model_uri=tracking.log_model(model_dir, params["mlflow"]))
-
-    tracking.soft("train", log, lambda m: out.print(f"[yellow]warning:[/yellow] {m}"))
-    (model_dir / tracking.RUN_FILE).write_text(json.dumps(run_info, indent=2), encoding="utf-8")
+    run_info = tracking.log_training(params, card, model_dir, warn=_warn)
     if run_info["run_id"]:
         out.print(f"MLflow run {run_info['run_id']} on {tracking.tracking_uri(params['mlflow'])}")
 
@@ -194,32 +186,8 @@ def evaluate(sentences: Optional[Path] = typer.Option(None, help="Segmented corp
     h = result["headline"]
     out.print(f"LODO {result['model']}: accuracy {h['accuracy']}, lenient {h['lenient_accuracy']}, "
               f"macro-F1 {h['macro_f1']} (supported domains {h['macro_f1_supported']})")
-    model_dir = config.project_path(paths["model_dir"])
-    run_file = model_dir / tracking.RUN_FILE
-    run_info = json.loads(run_file.read_text()) if run_file.exists() else {}
-
-    def log() -> None:
-        import mlflow
-
-        with tracking.mlflow_run(params["mlflow"], run_id=run_info.get("run_id"), run_name="evaluate"):
-            mlflow.set_tags({"dvc_stage": "evaluate", "protocol": result["protocol"]})
-            mlflow.log_metrics({k: v for k, v in h.items() if isinstance(v, (int, float))})
-            mlflow.log_metrics({f"{d}.f1": m["f1"] for d, m in result["per_domain"].items()})
-            for row in result["table"]:
-                key = f"table.{row['model'].replace(' ', '_')}{'.examples' if row['examples'] else ''}"
-                mlflow.log_metric(f"{key}.macro_f1", row["macro_f1"])
-                mlflow.log_metric(f"{key}.accuracy", row["accuracy"])
-            for path in artifacts:
-                mlflow.log_artifact(str(path), "evaluation")
-            threshold = float(params["mlflow"].get("register_min_macro_f1", 0.6))
-            if run_info.get("model_uri") and h["macro_f1"] >= threshold and result["selection"]["shipped_beats_baselines"]:
-                version = mlflow.register_model(run_info["model_uri"], params["mlflow"]["registered_model"])
-                out.print(f"registered {version.name} version {version.version}")
-            else:
-                out.print(f"not registered: macro-F1 {h['macro_f1']} vs threshold {threshold}, "
-                          f"beats baselines: {result['selection']['shipped_beats_baselines']}")
-
-    tracking.soft("evaluate", log, lambda m: out.print(f"[yellow]warning:[/yellow] {m}"))
+    tracking.log_evaluation(params, result, artifacts, config.project_path(paths["model_dir"]), warn=_warn,
+                            say=out.print)
 
 
 # ---------------------------------------------------------------- classify / report
@@ -235,6 +203,7 @@ def classify(inputs: List[Path] = Inputs,
     import time
 
     from pipeline import classify as cl
+    from pipeline.model import ModelIntegrityError
 
     chunk = chunk_size or int(config.section("classify").get("chunk_size", 2000))
     start, done = time.perf_counter(), {"units": 0, "failed": 0, "files": 0}
@@ -252,7 +221,7 @@ def classify(inputs: List[Path] = Inputs,
                 bar.update(task, advance=1, rate=f"{rate:,.0f} sentences/s")
 
             cl.run_batch(inputs, out_path, summary, model, jobs, chunk, on_file)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError, ModelIntegrityError) as exc:  # no model, bad --out suffix, tampered model
         _fail(str(exc))
     elapsed = time.perf_counter() - start
     out.print(f"{done['units']} sentences from {done['files'] - done['failed']} file(s) in {elapsed:.1f}s → {out_path}"
@@ -272,6 +241,182 @@ def report(result: Path = typer.Argument(..., help="Output of `policy-domains cl
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     out.print(f"report → {paths['html']} (charts: {', '.join(str(p.name) for k, p in paths.items() if k != 'html')})")
+
+
+# ---------------------------------------------------------------- annotation loop
+
+def _labels_dir(labels_dir: Optional[Path]) -> Path:
+    return labels_dir or config.project_path(config.section("paths")["labels"])
+
+
+def _print_issues(issues) -> int:
+    for issue in issues:
+        colour = "red" if issue.level == "error" else "yellow"
+        out.print(f"[{colour}]{issue}[/{colour}]", highlight=False, soft_wrap=True)
+    return sum(i.level == "error" for i in issues)
+
+
+def _pool(pool: Optional[List[Path]], sentences: Optional[Path] = None):
+    """Units to choose from: --pool files/dirs (segmented like `classify` does), else the corpus."""
+    from pipeline import annotate
+    from pipeline.segment import SegmentParams
+
+    if pool:
+        units, errors = annotate.pool_units(pool, SegmentParams.from_dict(config.section("segment")))
+        for error in errors:
+            out.print(f"[red]failed:[/red] {error}", highlight=False)
+        return units
+    return _units(sentences)
+
+
+@app.command()
+def suggest(pool: Optional[List[Path]] = typer.Option(None, "--pool", help="Reports, folders, .jsonl/.csv sentence "
+                                                                          "tables or a segmented .parquet (repeatable; "
+                                                                          "default: the segmented corpus)."),
+            n: int = typer.Option(50, "--n", min=1, help="How many units to queue."),
+            out_path: Path = typer.Option(..., "--out", help="Queue file to write (.csv, label-file columns)."),
+            strategy: str = typer.Option("uncertainty", help="uncertainty | margin | diverse."),
+            model: Optional[Path] = typer.Option(None, help="Model directory (default: the one dvc repro trained)."),
+            labels_dir: Optional[Path] = typer.Option(None, help="Default: paths.labels in params.yaml."),
+            threshold: float = typer.Option(0.8, help="Character n-gram similarity at which two units count as "
+                                                      "near-duplicates."),
+            max_per_doc: Optional[int] = typer.Option(None, help="Picks per document before others get a turn "
+                                                                 "(default: an even share of --n)."),
+            force: bool = typer.Option(False, help="Overwrite a queue that still has completed rows.")) -> None:
+    """Queue the unlabelled units the model is least sure about, for an annotator to label."""
+    from pipeline import annotate
+    from pipeline import classify as cl
+    from pipeline.model import ModelIntegrityError
+
+    if strategy not in annotate.STRATEGIES:
+        _fail(f"--strategy must be one of {', '.join(annotate.STRATEGIES)}")
+    if out_path.suffix.lower() != ".csv":
+        _fail(f"{out_path}: the queue is a label file: give it a .csv name")
+    done = annotate.completed_rows(out_path)
+    if done and not force:
+        _fail(f"{out_path} has {done} completed row(s): run `policy-domains labels accept {out_path} --annotator NAME` "
+              "first, or pass --force to overwrite")
+    try:
+        classifier = cl.load_model(model)
+    except (FileNotFoundError, ModelIntegrityError) as exc:
+        _fail(str(exc))
+    units = _pool(pool)
+    result = annotate.suggest(units, classifier, annotate.labelled_texts(_labels_dir(labels_dir)), n, strategy,
+                              threshold, max_per_doc)
+    annotate.write_queue(result.queue, out_path)
+    q = result.queue
+    if not len(q):
+        out.print(f"nothing to suggest: all {result.pool} unit(s) of the pool are labelled or near-identical to "
+                  f"labelled ones; wrote an empty queue {out_path}")
+        raise typer.Exit(1)
+    if pool:
+        outside = int((~q["text_hash"].isin(set(_units()["text_hash"]))).sum())
+        if outside:
+            out.print(f"[yellow]warning:[/yellow] {outside} queued unit(s) are not in the corpus "
+                      f"({config.section('paths')['corpus']}): `labels check` will call their labels stale until "
+                      "their reports are added there and segmented (dvc repro)")
+    out.print(f"{len(q)} unit(s) from {q['doc'].nunique()} document(s) → {out_path} ({strategy}); "
+              f"pool {result.pool}, skipped {result.skipped_labelled} labelled or near-labelled, "
+              f"{result.skipped_duplicates} repeated; suggested domains: "
+              f"{q['suggested'].value_counts().to_dict()}")
+    out.print("Fill in `domains` (primary first, up to 3 ids; `suggested` is only the model's guess), then run "
+              f"`policy-domains labels accept {out_path} --annotator YOUR_NAME`.")
+
+
+@labels_app.command("accept")
+def labels_accept(queue: Path = typer.Argument(..., help="A queue written by `policy-domains suggest`."),
+                  annotator: str = typer.Option(..., help="Your name: rows go to labels/annotations/NAME.csv."),
+                  labels_dir: Optional[Path] = typer.Option(None, help="Default: paths.labels in params.yaml.")) -> None:
+    """Move the rows you completed from a queue into your annotation file; the rest stay queued."""
+    from pipeline import annotate
+
+    if not queue.exists():
+        _fail(f"{queue}: no such file")
+    try:
+        result = annotate.accept(queue, annotator, _labels_dir(labels_dir))
+    except ValueError as exc:
+        _fail(str(exc))
+    errors = _print_issues(result.issues)
+    out.print(f"{result.moved} row(s) → {result.target}; {result.kept} left in {queue}"
+              + (f" ([red]{errors} error(s)[/red]: fix those rows and accept again)" if errors else ""))
+    raise typer.Exit(1 if errors else 0)
+
+
+@labels_app.command("export-ls")
+def labels_export_ls(pool: Optional[List[Path]] = typer.Option(None, "--pool", help="Reports, folders or sentence "
+                                                                                    "tables (repeatable)."),
+                     sentences: Optional[Path] = typer.Option(None, help="Segmented corpus (default: paths.sentences)."),
+                     out_dir: Path = typer.Option(..., "--out", help="Folder for tasks.json and config.xml."),
+                     include_labelled: bool = typer.Option(False, help="Also export units that are already labelled."),
+                     predictions: bool = typer.Option(False, help="Add the model's guess as pre-annotations "
+                                                                  "(faster, but annotators tend to accept it)."),
+                     model: Optional[Path] = typer.Option(None, help="Model for --predictions (default: dvc's)."),
+                     labels_dir: Optional[Path] = typer.Option(None, help="Default: paths.labels in params.yaml.")) -> None:
+    """Write Label Studio tasks (tasks.json) and the labelling config (config.xml) for units."""
+    from pipeline import annotate, labelstudio
+    from pipeline import classify as cl
+    from pipeline.model import ModelIntegrityError
+
+    units = _pool(pool, sentences)
+    skip = set() if include_labelled else set(annotate.labelled_texts(_labels_dir(labels_dir))["text_hash"])
+    classifier = None
+    if predictions:
+        try:
+            classifier = cl.load_model(model)
+        except (FileNotFoundError, ModelIntegrityError) as exc:
+            _fail(str(exc))
+    tasks_path, config_path, n = labelstudio.export_tasks(units, out_dir, classifier, skip)
+    out.print(f"{n} task(s) → {tasks_path}; labelling config → {config_path}. In Label Studio: create a "
+              "project, paste config.xml under Labeling Interface > Code, import tasks.json; when done, "
+              "Export > JSON and run `policy-domains labels import-ls`.")
+
+
+@labels_app.command("import-ls")
+def labels_import_ls(export: Path = typer.Argument(..., help="Label Studio export in the 'JSON' format."),
+                     out_path: Path = typer.Option(..., "--out", help="Label file (.csv), or a folder for one "
+                                                                      "NAME.ls.csv per annotator."),
+                     rejected: Optional[Path] = typer.Option(None, help="Where rejected annotations go (default: "
+                                                                        "EXPORT.rejected.csv; keep it out of labels/).")) -> None:
+    """Turn a Label Studio JSON export into label file(s); rejected annotations are listed, not dropped."""
+    from pipeline import labelstudio
+
+    try:
+        imported = labelstudio.import_export(export)
+        written = labelstudio.write_import(imported, out_path, rejected or export.with_suffix(".rejected.csv"))
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    errors = _print_issues(imported.issues)
+    out.print(f"{len(imported.rows)} annotation(s) → {', '.join(str(p) for p in written)}; "
+              f"{imported.cancelled} cancelled skipped"
+              + (f"; [red]{len(imported.rejected)} rejected[/red] (kept with the reason in the rejected file)"
+                 if imported.rejected else ""))
+    raise typer.Exit(1 if errors else 0)
+
+
+@labels_app.command("audit")
+def labels_audit(out_path: Path = typer.Option(..., "--out", help="Review queue (.csv)."),
+                 sentences: Optional[Path] = typer.Option(None, help="Segmented corpus (default: paths.sentences)."),
+                 oof: Optional[Path] = typer.Option(None, help="Reuse this oof.parquet of `policy-domains evaluate` "
+                                                               "instead of refitting (only if it is up to date)."),
+                 all_labels: bool = typer.Option(False, "--all", help="List every label, not only those the "
+                                                                      "model disagrees with."),
+                 labels_dir: Optional[Path] = typer.Option(None, help="Default: paths.labels in params.yaml.")) -> None:
+    """Rank labels the model (trained without their document) confidently disagrees with. Edits nothing."""
+    from pipeline import annotate
+
+    params = config.load_params()
+    try:
+        frame = annotate.audit(_labels_dir(labels_dir), _units(sentences), params["train"],
+                               annotate.read_oof(oof) if oof else None, include_agreeing=all_labels)
+    except ValueError as exc:
+        _fail(str(exc))
+    annotate.write_audit(frame, out_path)
+    console = Console()
+    table = Table("rank", "given", "model", "quality", "sent_id", "text", title="Labels to review first")
+    for r in frame.head(10).itertuples():
+        table.add_row(str(r.rank), r.given, r.suggestion, f"{r.label_quality:.3f}", r.sent_id, r.text[:40])
+    console.print(table)
+    out.print(f"{len(frame)} label(s) to review ({int(frame['cleanlab_issue'].sum())} flagged by cleanlab) → {out_path}")
 
 
 def main() -> None:

@@ -84,6 +84,69 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value if isinstance(value, (int, float, str, bool)) else json.dumps(value)}
 
 
+# ---------------------------------------------------------------- stage logging
+
+def log_training(params: dict[str, Any], card: dict[str, Any], model_dir: Path,
+                 warn: Callable[[str], None]) -> dict[str, Any]:
+    """Log the train stage (params, tags, model card, pyfunc model); record the run beside the model.
+
+    Returns ``{"run_id", "model_uri"}``, both None when the store could not be reached; the model
+    files are already written by then, so a tracking failure loses nothing but the log.
+    """
+    import mlflow
+
+    run_info: dict[str, Any] = {"run_id": None, "model_uri": None}
+
+    def log() -> None:
+        with mlflow_run(params["mlflow"], run_name="train") as run:
+            mlflow.log_params(flatten("", {"train": params["train"], "segment": params["segment"]}))
+            mlflow.set_tags({"git_commit": card["git_commit"], "dvc_stage": "train"})
+            mlflow.log_dict(card, "model_card.json")
+            run_info.update(run_id=run.info.run_id, model_uri=log_model(model_dir))
+
+    soft("train", log, warn)
+    (Path(model_dir) / RUN_FILE).write_text(json.dumps(run_info, indent=2), encoding="utf-8")
+    return run_info
+
+
+def log_evaluation(params: dict[str, Any], result: dict[str, Any], artifacts: list[Path], model_dir: Path,
+                   warn: Callable[[str], None], say: Callable[[str], None]) -> str | None:
+    """Log the evaluation into the train stage's run and register the model if it earned it.
+
+    Registration needs macro-F1 at or above `mlflow.register_min_macro_f1` and a win over every
+    baseline. Returns the registered version, or None.
+    """
+    import mlflow
+
+    run_file = Path(model_dir) / RUN_FILE
+    run_info = json.loads(run_file.read_text(encoding="utf-8")) if run_file.exists() else {}
+    headline = result["headline"]
+    registered: list[str] = []
+
+    def log() -> None:
+        with mlflow_run(params["mlflow"], run_id=run_info.get("run_id"), run_name="evaluate"):
+            mlflow.set_tags({"dvc_stage": "evaluate", "protocol": result["protocol"]})
+            mlflow.log_metrics({k: v for k, v in headline.items() if isinstance(v, (int, float))})
+            mlflow.log_metrics({f"{d}.f1": m["f1"] for d, m in result["per_domain"].items()})
+            for row in result["table"]:
+                key = f"table.{row['model'].replace(' ', '_')}{'.examples' if row['examples'] else ''}"
+                mlflow.log_metrics({f"{key}.macro_f1": row["macro_f1"], f"{key}.accuracy": row["accuracy"]})
+            for path in artifacts:
+                mlflow.log_artifact(str(path), "evaluation")
+            threshold = float(params["mlflow"].get("register_min_macro_f1", 0.6))
+            earned = headline["macro_f1"] >= threshold and result["selection"]["shipped_beats_baselines"]
+            if run_info.get("model_uri") and earned:
+                version = mlflow.register_model(run_info["model_uri"], params["mlflow"]["registered_model"])
+                registered.append(str(version.version))
+                say(f"registered {version.name} version {version.version}")
+            else:
+                say(f"not registered: macro-F1 {headline['macro_f1']} (threshold {threshold}), beats baselines: "
+                    f"{result['selection']['shipped_beats_baselines']}, logged model: {bool(run_info.get('model_uri'))}")
+
+    soft("evaluate", log, warn)
+    return registered[0] if registered else None
+
+
 # ---------------------------------------------------------------- pyfunc
 
 try:
@@ -95,7 +158,8 @@ except ImportError:  # pragma: no cover - mlflow is a dependency
 
 
 class PolicyDomainsPyfunc(_Base):
-    """MLflow pyfunc: DataFrame with a `text` column (optional `heading`) → domain, confidence, scores."""
+    """MLflow pyfunc: DataFrame with `text` (optional `heading`, and `doc` + `index` for document context)
+    → `domain`, `confidence` and one `score_<id>` column per domain."""
 
     def load_context(self, context: Any) -> None:
         from pipeline.model import load_model
@@ -103,12 +167,16 @@ class PolicyDomainsPyfunc(_Base):
         self.model = load_model(context.artifacts["model_dir"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        from pipeline.classify import predictions_frame
+        units = pd.DataFrame(model_input).reset_index(drop=True)
+        proba = self.model.predict_proba(units)
+        ids = [str(c) for c in self.model.classes_]
+        frame = pd.DataFrame(proba, columns=[f"score_{d}" for d in ids])
+        frame.insert(0, "confidence", proba.max(axis=1))
+        frame.insert(0, "domain", [ids[i] for i in proba.argmax(axis=1)])
+        return frame
 
-        return predictions_frame(self.model, pd.DataFrame(model_input))
 
-
-def log_model(model_dir: Path, params: dict[str, Any]) -> str:
+def log_model(model_dir: Path) -> str:
     """Log the saved model directory as a pyfunc model in the active run; returns its model URI."""
     import mlflow
 
@@ -126,7 +194,3 @@ def _requirements() -> list[str]:
 
     pkgs = ["scikit-learn", "pandas", "numpy", "scipy", "skops", "jieba", "opencc", "pyyaml", "mlflow"]
     return [f"{p}=={version(p)}" for p in pkgs]
-
-
-def score_columns() -> list[str]:
-    return [f"score_{d}" for d in domain_ids()]

@@ -1,0 +1,481 @@
+"""The annotation loop: pick the units worth labelling next, take completed rows in, find doubtful labels.
+
+- `suggest` ranks unlabelled units by how unsure the current model is (active learning), skips
+  units already labelled or near-identical to labelled/picked ones, and spreads the picks over
+  predicted domains (or text clusters) and documents, so that one long, hard document or one
+  confusing domain does not fill the whole queue. The queue is a label file with `domains` left
+  empty: the model's guess sits in a separate `suggested` column so it can never slip into training
+  unreviewed.
+- `accept` moves the rows an annotator completed from a queue into their file under
+  ``labels/annotations/``, validated by the same rules as `labels check` (`labels.read_label_file`).
+- `audit` ranks existing labels that the model, trained without the label's document, confidently
+  disagrees with (confident learning via cleanlab), as a review queue. It never edits label files.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pipeline import labels as labels_mod
+from pipeline.ingest import IngestError, fold, iter_paths, normalise_many, read_source
+from pipeline.io import atomic_path, read_table
+from pipeline.labels import COLUMNS, Issue
+from pipeline.segment import SegmentParams, segment_source, text_hash
+from pipeline.taxonomy import domain_ids
+
+QUEUE_EXTRA = ["suggested", "confidence", "heading"]
+QUEUE_COLUMNS = COLUMNS + QUEUE_EXTRA
+STRATEGIES = ("uncertainty", "margin", "diverse")
+HEAD_FACTOR = 5  # picks are spread over the HEAD_FACTOR * n most uncertain candidates
+AUDIT_COLUMNS = ["rank", "text", "doc", "sent_id", "given", "suggestion", "label_quality", "p_given",
+                 "p_suggestion", "cleanlab_issue", "annotators", "text_hash"]
+_ANNOTATOR = re.compile(r"[\w.-]+")
+
+
+# ---------------------------------------------------------------- label-file writing and validation
+
+def write_label_rows(path: str | Path, rows: Iterable[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> Path:
+    """Write a label-format CSV atomically, UTF-8 with BOM (so Excel/WPS show the Chinese correctly)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return Path(path)
+
+
+def validate_rows(rows: Sequence[dict[str, Any] | None], shown_as: str,
+                  kind: str = "annotation") -> tuple[pd.DataFrame, list[Issue]]:
+    """Validate rows exactly as `labels check` would, reporting row i as line i+2 of `shown_as`.
+
+    The rows go through `labels.read_label_file` via a temporary file, so there is one validator;
+    `None` entries hold a line number without a row (they are written blank, which the reader skips).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rows.csv"
+        write_label_rows(path, [r if r is not None else {} for r in rows])
+        frame, issues = labels_mod.read_label_file(path, kind)
+    issues = [Issue(shown_as, i.line, i.level, i.message) for i in issues]
+    return frame.assign(file=shown_as), issues
+
+
+def _read_csv_records(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (line, fields) records of a CSV, numbered the way `labels.read_label_file` numbers them."""
+    text = path.read_bytes().decode("utf-8-sig")
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip() for h in next(reader, [])]
+    return header, list(enumerate(reader, 2))
+
+
+def today() -> str:
+    return dt.date.today().isoformat()
+
+
+# ---------------------------------------------------------------- pool and what is already labelled
+
+def pool_units(inputs: Sequence[str | Path], seg: SegmentParams | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Units of report files/directories, sentence tables (.jsonl/.csv) or a segmented .parquet corpus.
+
+    Returns (units, errors); a file that cannot be read is reported, not fatal, as in `classify`.
+    A sentence table's own ``sent_id`` column is kept, so that ids survive a round trip.
+    """
+    seg = seg or SegmentParams()
+    frames, errors = [], []
+    for path in iter_paths(list(inputs)):
+        try:
+            if path.suffix.lower() == ".parquet":
+                frames.append(read_table(path))
+                continue
+            source = read_source(path, heading_max_chars=seg.heading_max_chars)
+            units = segment_source(source, seg)
+            rows = getattr(source, "rows", None)
+            if rows and "sent_id" in rows[0]:
+                units["sent_id"] = [str(r.get("sent_id") or s) for r, s in zip(rows, units["sent_id"])]
+            frames.append(units)
+        except IngestError as exc:
+            errors.append(str(exc))
+    units = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["doc", "sent_id", "text"])
+    for col, default in (("heading", ""), ("doc", ""), ("sent_id", "")):
+        if col not in units:
+            units[col] = default
+    if "text_hash" not in units:
+        units["text_hash"] = [text_hash(t) for t in fold(units["text"].astype(str).tolist())]
+    return units, errors
+
+
+def labelled_texts(labels_dir: str | Path) -> pd.DataFrame:
+    """text_hash and text of every row of every label file (annotations, adjudicated, examples)."""
+    frames, _ = labels_mod.read_all(labels_dir)
+    parts = [f[["text_hash", "text"]] for f in frames.values() if len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["text_hash", "text"])
+
+
+def _ngram_vectors(texts: Sequence[str]) -> Any:
+    """L2-normalised binary character 2-3-gram vectors: their dot product is a set-overlap similarity."""
+    from scipy import sparse
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    if len(texts) == 0:
+        return sparse.csr_matrix((0, 2 ** 18))
+    vectoriser = HashingVectorizer(analyzer="char", ngram_range=(2, 3), n_features=2 ** 18, binary=True,
+                                   alternate_sign=False, norm="l2", lowercase=False)
+    return vectoriser.transform([str(t) for t in texts])
+
+
+def _max_similarity(vectors: Any, others: Any, chunk: int = 4096) -> np.ndarray:
+    if others.shape[0] == 0 or vectors.shape[0] == 0:
+        return np.zeros(vectors.shape[0])
+    out = []
+    for start in range(0, vectors.shape[0], chunk):
+        sims = vectors[start:start + chunk] @ others.T
+        out.append(np.asarray(sims.max(axis=1).todense()).ravel())
+    return np.concatenate(out)
+
+
+# ---------------------------------------------------------------- suggest
+
+def uncertainty_scores(proba: np.ndarray, strategy: str) -> np.ndarray:
+    """Higher = the model is less sure. Least confidence for uncertainty/diverse, 1 - margin for margin."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy '{strategy}' ({', '.join(STRATEGIES)})")
+    top = np.sort(proba, axis=1)[:, ::-1]
+    if strategy == "margin":
+        return 1.0 - (top[:, 0] - (top[:, 1] if proba.shape[1] > 1 else 0.0))
+    return 1.0 - top[:, 0]
+
+
+def _clusters(vectors: Any, k: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    if k <= 1 or vectors.shape[0] <= k:
+        return np.arange(vectors.shape[0]) if k > 1 else np.zeros(vectors.shape[0], dtype=int)
+    return KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(vectors)
+
+
+def _near(vectors: Any, i: int, picked: list[int], threshold: float) -> bool:
+    """Whether unit i is a near-duplicate (n-gram similarity >= threshold) of a unit already picked."""
+    return bool(picked) and float((vectors[i] @ vectors[picked].T).max()) >= threshold
+
+
+def _spread(order: np.ndarray, groups: np.ndarray, docs: np.ndarray, vectors: Any, n: int,
+            max_per_doc: int, threshold: float) -> list[int]:
+    """Round-robin over groups (best group first), each taking its most uncertain remaining unit.
+
+    A unit whose document already has `max_per_doc` picks waits for a second pass (the cap is soft:
+    it only bites while other documents still have candidates); a unit near-identical to a pick
+    is dropped for good.
+    """
+    queues: dict[Any, list[int]] = {}
+    for i in order:  # `order` is most uncertain first, so each group's queue is too
+        queues.setdefault(groups[i], []).append(int(i))
+    picked: list[int] = []
+    per_doc: dict[Any, int] = {}
+    deferred: list[int] = []
+
+    while len(picked) < n and any(queues.values()):
+        for g in list(queues):
+            while queues[g] and len(picked) < n:
+                i = queues[g].pop(0)
+                if _near(vectors, i, picked, threshold):
+                    continue
+                if per_doc.get(docs[i], 0) >= max_per_doc:
+                    deferred.append(i)
+                    continue
+                picked.append(i)
+                per_doc[docs[i]] = per_doc.get(docs[i], 0) + 1
+                break
+    rank = {int(i): r for r, i in enumerate(order)}
+    for i in sorted(deferred, key=rank.__getitem__):
+        if len(picked) >= n:
+            break
+        if not _near(vectors, i, picked, threshold):
+            picked.append(i)
+    return picked
+
+
+@dataclass
+class Suggestion:
+    """The queue and what was left out of it, for the command line to report."""
+
+    queue: pd.DataFrame
+    pool: int
+    skipped_labelled: int
+    skipped_duplicates: int
+
+
+def suggest(units: pd.DataFrame, model: Any, labelled: pd.DataFrame, n: int, strategy: str = "uncertainty",
+            threshold: float = 0.8, max_per_doc: int | None = None, seed: int = 0) -> Suggestion:
+    """The `n` unlabelled units most worth labelling next, as a queue in label-file format.
+
+    `labelled` is `labelled_texts(...)`: units with the same text hash, or a character n-gram
+    similarity of at least `threshold` to a labelled text, are skipped, as are repeats inside the
+    pool. `max_per_doc` defaults to an even share of `n` over the pool's documents (at least 1).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy '{strategy}' ({', '.join(STRATEGIES)})")
+    pool = len(units)
+    units = units.reset_index(drop=True)
+    # predict the whole pool in document order: the model may read a unit's neighbours
+    proba_all = model.predict_proba(units) if pool and n > 0 else np.zeros((pool, len(model.classes_)))
+    candidates = units[units["text"].astype(str).str.strip() != ""]
+    known = set(labelled["text_hash"])
+    fresh = candidates[~candidates["text_hash"].isin(known)]
+    skipped_labelled = len(candidates) - len(fresh)
+    unique = fresh.drop_duplicates("text_hash")
+    duplicates = len(fresh) - len(unique)
+    texts = unique["text_norm"].tolist() if "text_norm" in unique else normalise_many(unique["text"].astype(str).tolist())
+    vectors = _ngram_vectors(texts)
+    near_labelled = _max_similarity(vectors, _ngram_vectors(normalise_many(labelled["text"].astype(str).tolist())))
+    keep = near_labelled < threshold
+    skipped_labelled += int((~keep).sum())
+    unique, vectors = unique[keep], vectors[np.flatnonzero(keep)]
+    if unique.empty or n <= 0:
+        return Suggestion(_queue(unique.iloc[:0], np.zeros((0, 1)), []), pool, skipped_labelled, duplicates)
+
+    proba = proba_all[unique.index.to_numpy()]
+    unique = unique.reset_index(drop=True)
+    ids = list(model.classes_)
+    scores = uncertainty_scores(proba, strategy)
+    order = np.argsort(-scores, kind="stable")
+    # Spread only among the most uncertain few times n: round-robin over all domains would otherwise
+    # pull in confident units of domains that happen to have no hard cases.
+    head = order[: n * HEAD_FACTOR]
+    if strategy == "diverse":
+        groups = np.full(len(unique), -1)
+        groups[head] = _clusters(vectors[head], min(n, len(head)), seed)
+    else:
+        groups = proba.argmax(axis=1)
+    docs = unique["doc"].astype(str).to_numpy()
+    cap = max_per_doc or max(1, math.ceil(n / max(1, len(set(docs)))))
+    picked = _spread(head, groups, docs, vectors, n, cap, threshold)
+    for i in order[len(head):]:  # the head ran short (near-duplicates): top up in plain priority order
+        if len(picked) >= n:
+            break
+        if not _near(vectors, int(i), picked, threshold):
+            picked.append(int(i))
+    return Suggestion(_queue(unique.iloc[picked], proba[picked], ids), pool, skipped_labelled, duplicates)
+
+
+def _queue(units: pd.DataFrame, proba: np.ndarray, ids: list[str]) -> pd.DataFrame:
+    best = proba.argmax(axis=1) if len(units) else np.zeros(0, dtype=int)
+    return pd.DataFrame({
+        "sent_id": units["sent_id"].astype(str).tolist(),
+        "text_hash": units["text_hash"].tolist(),
+        "doc": units["doc"].astype(str).tolist(),
+        "text": units["text"].astype(str).tolist(),
+        "domains": "", "annotator": "", "note": "", "updated_at": "",
+        "suggested": [ids[b] for b in best],
+        "confidence": np.round(proba[np.arange(len(units)), best], 4) if len(units) else [],
+        "heading": units["heading"].fillna("").astype(str).tolist(),
+    }, columns=QUEUE_COLUMNS)
+
+
+def write_queue(queue: pd.DataFrame, path: str | Path) -> Path:
+    return write_label_rows(path, queue.to_dict(orient="records"), QUEUE_COLUMNS)
+
+
+# ---------------------------------------------------------------- accept
+
+@dataclass
+class Accepted:
+    moved: int
+    kept: int
+    target: Path
+    issues: list[Issue]
+
+
+def check_annotator(name: str) -> str:
+    """Annotator names become file names: letters, digits, '_', '.', '-' only."""
+    name = name.strip()
+    if not _ANNOTATOR.fullmatch(name) or name.startswith("."):
+        raise ValueError(f"annotator name '{name}' must be letters, digits, '_', '.' or '-' (it names a file)")
+    return name
+
+
+def accept(queue_path: str | Path, annotator: str, labels_dir: str | Path, now: str | None = None) -> Accepted:
+    """Move completed, valid rows of a queue into ``labels/annotations/<annotator>.csv``.
+
+    A row is complete when `domains` is filled in. Complete rows get the annotator and date where
+    empty and a fresh text_hash, then pass `labels.read_label_file` (the `labels check` rules) and
+    must not repeat a unit already in the annotator's file. Invalid and incomplete rows stay in the
+    queue, the invalid ones reported by queue file and line. Both files are replaced atomically,
+    the annotation file first, so a crash in between leaves rows in both, never in neither.
+    """
+    annotator = check_annotator(annotator)
+    queue_path = Path(queue_path)
+    shown = str(queue_path)
+    target = Path(labels_dir) / "annotations" / f"{annotator}.csv"
+    header, records = _read_csv_records(queue_path)
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        return Accepted(0, len(records), target, [Issue(shown, 1, "error", f"missing column(s): {', '.join(missing)}")])
+    issues: list[Issue] = []
+    rows: list[dict[str, Any] | None] = [None] * len(records)
+    originals: dict[int, list[str]] = {}
+    for pos, (line, fields) in enumerate(records):
+        if not any(f.strip() for f in fields):
+            continue
+        originals[line] = fields
+        if len(fields) != len(header):
+            issues.append(Issue(shown, line, "error", f"{len(fields)} fields, header has {len(header)}"))
+            continue
+        row = dict(zip(header, (f.strip() for f in fields)))
+        if not row.get("domains"):
+            continue
+        row["annotator"] = row.get("annotator") or annotator
+        row["updated_at"] = row.get("updated_at") or now or today()
+        row["text_hash"] = text_hash(fold([row.get("text", "")])[0])
+        rows[pos] = row
+    frame, found = validate_rows(rows, shown)
+    issues += [i for i in found if i.level == "error"]
+    existing = _existing(target)
+    good: list[int] = []
+    for r in frame.itertuples():
+        clash = existing.get(("text", r.text_hash)) or (existing.get(("sent_id", r.sent_id)) if r.sent_id else None)
+        if clash:
+            issues.append(Issue(shown, r.line, "error", f"already labelled in {target}:{clash} (same unit); "
+                                                        "edit that row instead"))
+        else:
+            good.append(int(r.line))
+    errors_at = {i.line for i in issues}
+    good = [line for line in good if line not in errors_at]
+    moved = [rows[line - 2] for line in good]
+    if moved:
+        _append_rows(target, moved)
+    kept = [fields for line, fields in originals.items() if line not in set(good)]
+    _rewrite(queue_path, header, kept)
+    return Accepted(len(moved), len(kept), target, issues)
+
+
+def _existing(target: Path) -> dict[tuple[str, str], int]:
+    """(kind, key) → line of the rows already in an annotator's file, to refuse repeats."""
+    if not target.exists():
+        return {}
+    header, records = _read_csv_records(target)
+    seen: dict[tuple[str, str], int] = {}
+    for line, fields in records:
+        row = dict(zip(header, fields))
+        if row.get("text"):
+            seen.setdefault(("text", text_hash(fold([row["text"]])[0])), line)
+        if row.get("sent_id"):
+            seen.setdefault(("sent_id", row["sent_id"].strip()), line)
+    return seen
+
+
+def _append_rows(target: Path, rows: list[dict[str, Any]]) -> None:
+    """Append in the file's own column order, rewriting the whole file atomically (BOM kept/added)."""
+    if target.exists():
+        raw = target.read_bytes().decode("utf-8-sig")
+        header = next(csv.reader(io.StringIO(raw)), []) or COLUMNS
+        header = [h.strip() for h in header]
+    else:
+        raw, header = "", COLUMNS
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", lineterminator="\r\n")
+    if not raw:
+        writer.writeheader()
+    elif not raw.endswith(("\n", "\r")):
+        buffer.write("\r\n")
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in header})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"\xef\xbb\xbf" + (raw + buffer.getvalue()).encode("utf-8"))
+
+
+def _rewrite(path: Path, header: list[str], records: list[list[str]]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(records)
+
+
+# ---------------------------------------------------------------- audit
+
+def audit(labels_dir: str | Path, units: pd.DataFrame, params: dict[str, Any],
+          oof: pd.DataFrame | None = None, include_agreeing: bool = False) -> pd.DataFrame:
+    """Labels of real text ranked by how likely they are wrong, from document-held-out predictions.
+
+    Probabilities come from leave-one-document-out fits (`evaluate.lodo`, so no label judges
+    itself) unless `oof` (the evaluate stage's oof.parquet) is given. cleanlab's confident learning
+    flags likely issues (`find_label_issues`) and scores every label (`get_label_quality_scores`,
+    self-confidence: the held-out probability of the given primary). By default only labels whose
+    primary the model does not predict are listed; flagged ones first, then by quality, lowest first.
+    """
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    from pipeline.evaluate import lodo
+    from pipeline.train import fit, training_table
+
+    _, merged = labels_mod.check(labels_dir)
+    if oof is None:
+        use_examples = bool(params.get("use_examples", True))
+        table = training_table(labels_dir, units, include_examples=use_examples, strict=False)
+        if table[table["source"] != labels_mod.EXAMPLE_SOURCE]["doc"].nunique() < 2:
+            raise ValueError("audit needs labelled units from at least two documents (it holds one out at a time)")
+        oof = lodo(table, lambda train: fit(train, params), use_examples)
+    ids = domain_ids()
+    proba = oof[[f"p_{d}" for d in ids]].to_numpy(dtype=float)
+    given = oof["primary"].map(ids.index).to_numpy()
+    present = np.unique(given)  # cleanlab needs every class it scores to occur among the labels
+    sub = proba[:, present]
+    sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
+    compact = np.searchsorted(present, given)
+    quality = get_label_quality_scores(compact, sub, method="self_confidence")
+    flagged = find_label_issues(compact, sub, filter_by="prune_by_noise_rate") if len(present) > 1 \
+        else np.zeros(len(oof), dtype=bool)
+    best = proba.argmax(axis=1)
+    domains = oof["domains"].map(lambda d: d if isinstance(d, list) else labels_mod.split_domains(d))
+    info = merged.set_index("text_hash") if len(merged) else pd.DataFrame(columns=["sent_id", "annotators"])
+    out = pd.DataFrame({
+        "text": oof["text"], "doc": oof["doc"],
+        "sent_id": oof["text_hash"].map(info["sent_id"]).fillna(""),
+        "given": domains.map("|".join), "suggestion": np.asarray(ids)[best],
+        "label_quality": np.round(quality, 4), "p_given": np.round(proba[np.arange(len(oof)), given], 4),
+        "p_suggestion": np.round(proba.max(axis=1), 4), "cleanlab_issue": flagged,
+        "annotators": oof["text_hash"].map(info["annotators"]).fillna(""), "text_hash": oof["text_hash"],
+    })
+    if not include_agreeing:
+        disagrees = [s not in d for s, d in zip(out["suggestion"], domains)]
+        out = out[np.asarray(disagrees) | out["cleanlab_issue"].to_numpy()]
+    out = out.sort_values(["cleanlab_issue", "label_quality"], ascending=[False, True], kind="stable")
+    out.insert(0, "rank", range(1, len(out) + 1))
+    return out[AUDIT_COLUMNS].reset_index(drop=True)
+
+
+def read_oof(path: str | Path) -> pd.DataFrame:
+    """The evaluate stage's out-of-fold table (its `domains` column is stored as 'a|b')."""
+    oof = pd.read_parquet(path)
+    oof["domains"] = oof["domains"].map(labels_mod.split_domains)
+    return oof
+
+
+def write_audit(frame: pd.DataFrame, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, encoding="utf-8-sig")
+    return Path(path)
+
+
+def completed_rows(path: str | Path) -> int:
+    """How many rows of an existing queue have `domains` filled in (work that overwriting would lose)."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    header, records = _read_csv_records(path)
+    if "domains" not in header:
+        return 0
+    at = header.index("domains")
+    return sum(1 for _, fields in records if len(fields) > at and fields[at].strip())
