@@ -106,10 +106,23 @@ def _cut(text: str) -> tuple[str, ...]:
     return tuple(w for w in _jieba().lcut(text, HMM=False) if w.strip())
 
 
+def _unigrams_and_bigrams(words: tuple[str, ...] | list[str]) -> list[str]:
+    return list(words) + [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+
 def jieba_words(text: str) -> list[str]:
     """Word unigrams and bigrams from jieba (cached per text: annotated units recur across runs)."""
-    words = _cut(text)
-    return list(words) + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    return _unigrams_and_bigrams(_cut(text))
+
+
+def hanlp_words(text: str) -> list[str]:
+    """Word unigrams and bigrams from the optional local HanLP model (`word_tokenizer: hanlp`)."""
+    from pipeline.hanlp_tokenizer import hanlp_words as tokenize
+
+    return _unigrams_and_bigrams(tokenize([text])[0])
+
+
+WORD_TOKENIZERS = {"jieba": jieba_words, "hanlp": hanlp_words}
 
 
 def model_input(units: pd.DataFrame) -> pd.DataFrame:
@@ -135,8 +148,11 @@ def build_features(params: dict[str, Any]) -> ColumnTransformer:
     blocks = [("char", _tfidf(CharNgramHasher((lo, hi), n)), TEXT)]
     weights = {"char": 1.0}
     if params.get("word_features", False):
-        words = HashingVectorizer(analyzer=jieba_words, n_features=n // 2, alternate_sign=False, norm=None,
-                                  lowercase=False)
+        tokenizer = params.get("word_tokenizer", "jieba")
+        if tokenizer not in WORD_TOKENIZERS:
+            raise ValueError(f"unknown word_tokenizer '{tokenizer}' ({', '.join(WORD_TOKENIZERS)})")
+        words = HashingVectorizer(analyzer=WORD_TOKENIZERS[tokenizer], n_features=n // 2, alternate_sign=False,
+                                  norm=None, lowercase=False)
         blocks.append(("word", _tfidf(words), TEXT))
         weights["word"] = float(params.get("word_weight", 1.0))
     if params.get("heading_features", True):

@@ -13,7 +13,7 @@ downloads are refused while loading, and everything missing is reported in one `
 error. Set HANLP_HOME before the process starts: HanLP reads it once, when it is imported.
 
 The default pipeline does not use this: segmentation is `pipeline.segment`'s rules, and word
-features (when enabled) come from jieba.
+features (when enabled) come from jieba unless `train.word_tokenizer: hanlp` selects this module.
 """
 from __future__ import annotations
 

@@ -155,6 +155,7 @@ def trusted_types() -> list[str]:
     return [
         "pipeline.model.DomainClassifier",
         "pipeline.features.jieba_words",
+        "pipeline.features.hanlp_words",
         "pipeline.features.CharNgramHasher",
         "sklearn.compose._column_transformer.ColumnTransformer",
         "sklearn.feature_extraction.text.HashingVectorizer",

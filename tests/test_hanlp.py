@@ -82,3 +82,24 @@ def test_tokenizes_with_a_local_model() -> None:
     [words] = hanlp_words([text], tokenizer)
     assert "".join(words) == text
     assert 3 <= len(words) < len(text) and "长江" in words
+
+
+def test_word_tokenizer_hanlp_fails_with_the_clear_reason_when_unavailable(tmp_path, monkeypatch) -> None:
+    """Selecting the HanLP word block without hanlp or its model stops training with the loader's message."""
+    import pandas as pd
+
+    from pipeline.features import build_features, model_input
+    from pipeline.hanlp_tokenizer import HanLPUnavailable, _default_tokenizer
+
+    monkeypatch.setenv("HANLP_HOME", str(tmp_path))
+    _default_tokenizer.cache_clear()
+    features = build_features({"word_features": True, "word_tokenizer": "hanlp", "char_features": 1024})
+    units = pd.DataFrame({"text": ["加强生态保护。"], "heading": [""]})
+    try:
+        import hanlp  # noqa: F401
+    except ImportError:
+        expected = "hanlp is not installed"
+    else:
+        expected = "no HanLP tokenizer model"
+    with pytest.raises(HanLPUnavailable, match=expected):
+        features.fit_transform(model_input(units))
