@@ -160,9 +160,9 @@ def evaluate(table: pd.DataFrame, train_params: dict[str, Any], eval_params: dic
             if name == chosen and examples == use_examples:
                 continue
             run(name, sklearn_fitter(train_params, name), examples, "candidate")
-    if train_params.get("heading_features", True):
-        run(f"{chosen} without heading", sklearn_fitter(train_params, chosen, heading_features=False),
-            use_examples, "ablation")
+    with_heading = bool(train_params.get("heading_features", True))
+    run(f"{chosen} {'without' if with_heading else 'with'} heading",
+        sklearn_fitter(train_params, chosen, heading_features=not with_heading), use_examples, "ablation")
     if train_params.get("word_features", False):
         run(f"{chosen} without words", sklearn_fitter(train_params, chosen, word_features=False),
             use_examples, "ablation")
