@@ -161,7 +161,8 @@ def train(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus 
     model_dir = model_dir or config.project_path(params["paths"]["model_dir"])
     units = _units(sentences)
     try:
-        _, card = train_mod.train(units, config.project_path(params["paths"]["labels"]), model_dir, params["train"])
+        _, card = train_mod.train(units, config.project_path(params["paths"]["labels"]), model_dir, params["train"],
+                                  int(params["evaluate"].get("min_support", 10)))
     except ValueError as exc:
         _fail(str(exc))
     out.print(f"trained on {card['training_data']['labelled_units']} labelled units + "

@@ -155,7 +155,7 @@ def evaluate(table: pd.DataFrame, train_params: dict[str, Any], eval_params: dic
 
     shipped = run(chosen, sklearn_fitter(train_params, chosen), use_examples, "shipped")
     has_examples = (table["source"] == EXAMPLE_SOURCE).any()
-    for name in eval_params.get("candidates", []):
+    for name in [chosen] + [c for c in eval_params.get("candidates", []) if c != chosen]:
         for examples in ([True, False] if has_examples else [False]):
             if name == chosen and examples == use_examples:
                 continue

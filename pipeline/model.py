@@ -79,6 +79,10 @@ class DomainClassifier(ClassifierMixin, BaseEstimator):
         if name in ("logreg", "svm") and method != "none" and counts.min() >= cv:
             clf = _calibrated(clf, method, cv)
         elif name == "svm":  # too few examples to calibrate: still need probabilities
+            if counts.min() < 2:
+                rare = ", ".join(f"{d} ({n})" for d, n in counts[counts < 2].items())
+                raise ValueError(f"too few training units for a probability model: {rare}; the SVM needs at least "
+                                 "2 per domain present (add labels or codebook examples, or drop the domain)")
             clf = _calibrated(clf, "sigmoid", max(2, min(cv, int(counts.min()))))
         return Pipeline([("features", build_features(params)), ("clf", clf)])
 

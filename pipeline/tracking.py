@@ -48,6 +48,7 @@ def mlflow_run(params: dict[str, Any], run_id: str | None = None, run_name: str 
     """Start (or resume) a run on the configured store; raises TrackingUnavailable if it cannot."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     uri = tracking_uri(params)
@@ -102,6 +103,11 @@ def log_training(params: dict[str, Any], card: dict[str, Any], model_dir: Path,
             mlflow.log_params(flatten("", {"train": params["train"], "segment": params["segment"]}))
             mlflow.set_tags({"git_commit": card["git_commit"], "dvc_stage": "train"})
             mlflow.log_dict(card, "model_card.json")
+            if isinstance(card.get("metrics"), dict):
+                mlflow.log_metrics({f"train_card.{k}": v for k, v in card["metrics"].items()
+                                    if isinstance(v, (int, float))})
+            if (Path(model_dir) / "model_card.md").exists():
+                mlflow.log_artifact(str(Path(model_dir) / "model_card.md"))
             run_info.update(run_id=run.info.run_id, model_uri=log_model(model_dir))
 
     soft("train", log, warn)

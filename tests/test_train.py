@@ -1,0 +1,74 @@
+"""Train and evaluate end to end on a small labelled fixture written by the team (seconds)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import TINY_PARAMS, TINY_TRAINING, write_labels
+from pipeline.evaluate import evaluate, write_outputs
+from pipeline.ingest import Document
+from pipeline.model import load_model
+from pipeline.segment import segment_document
+from pipeline.train import train, training_table
+
+
+def _corpus_and_labels(tmp_path: Path) -> tuple[pd.DataFrame, Path]:
+    """Three short 'reports' whose every unit is labelled, plus two codebook examples."""
+    docs, rows = [], []
+    for i in range(3):
+        sentences = [(TINY_TRAINING[d][(i + k) % 4], d) for k, d in enumerate(TINY_TRAINING) for _ in (0,)]
+        text = "\n".join(s for s, _ in sentences)
+        units = segment_document(Document(f"r{i}", f"r{i}.txt", text))
+        docs.append(units)
+        rows += [{"sent_id": u.sent_id, "doc": u.doc, "text": u.text, "domains": d, "annotator": "tester",
+                  "updated_at": "2026-11-23"} for u, (_, d) in zip(units.itertuples(), sentences)]
+    labels = tmp_path / "labels"
+    write_labels(labels / "annotations" / "tester.csv", rows)
+    write_labels(labels / "examples" / "ex.csv",
+                 [{"text": "加快建设美丽乡村生态环境。", "domains": "ecology", "annotator": "writer",
+                   "source": "codebook"},
+                  {"text": "建设一批职业学校。", "domains": "education", "annotator": "writer", "source": "codebook"}],
+                 columns=["sent_id", "text_hash", "doc", "text", "domains", "annotator", "note", "updated_at",
+                          "source"])
+    return pd.concat(docs, ignore_index=True), labels
+
+
+def test_train_saves_a_loadable_model_with_its_card(tmp_path: Path) -> None:
+    units, labels = _corpus_and_labels(tmp_path)
+    model, card = train(units, labels, tmp_path / "model", {**TINY_PARAMS, "use_examples": True}, min_support=1)
+    assert card["training_data"]["labelled_units"] == 12 and card["training_data"]["codebook_examples"] == 2
+    assert card["training_data"]["documents"] == ["r0", "r1", "r2"]
+    assert 0 <= card["metrics"]["accuracy"] <= 1 and set(card["metrics"]["per_document"]) == {"r0", "r1", "r2"}
+    assert "## Held-out metrics" in (tmp_path / "model" / "model_card.md").read_text(encoding="utf-8")
+    again = load_model(tmp_path / "model")
+    assert list(again.predict(units.head(4))) == list(model.predict(units.head(4)))
+
+
+def test_evaluate_table_and_outputs(tmp_path: Path) -> None:
+    units, labels = _corpus_and_labels(tmp_path)
+    table = training_table(labels, units)
+    assert set(table.loc[table["source"] == "codebook", "doc"]) != {"r0"}  # examples never join a real doc
+    params = {"train": {**TINY_PARAMS, "use_examples": True},
+              "evaluate": {"candidates": ["cnb"], "baselines": ["majority"], "min_support": 1,
+                           "learning_curve_points": [1.0]}}
+    result = evaluate(table, params["train"], params["evaluate"])
+    models = {(r["model"], r["examples"]) for r in result["table"]}
+    assert {("svm", True), ("svm", False), ("cnb", True), ("cnb", False), ("majority", True)} <= models
+    assert result["headline"]["units"] == 12  # only real text is ever evaluated
+    assert result["selection"]["shipped_beats_baselines"]
+    written = write_outputs(result, table, params, tmp_path / "eval", tmp_path / "metrics.json")
+    metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
+    assert set(metrics["per_domain"]["ecology"]) == {"precision", "recall", "f1", "support"}
+    assert {p.name for p in written} >= {"table.csv", "confusion.csv", "confusion.png", "learning_curve.png"}
+
+
+def test_a_domain_with_one_unit_is_a_clear_error() -> None:
+    import pytest
+
+    from pipeline.model import build_estimator
+
+    frame = pd.DataFrame({"text": ["加强生态保护。", "治理污染。", "办好教育。"], "heading": ""})
+    with pytest.raises(ValueError, match=r"education \(1\)"):
+        build_estimator({**TINY_PARAMS, "calibration": "sigmoid"}).fit(frame, ["ecology", "ecology", "education"])
