@@ -139,7 +139,8 @@ def labels_stats(labels_dir: Path = typer.Option(None, help="Default: paths.labe
         c = result["coverage"]
         console.print(f"coverage: {c['labelled']}/{c['units']} units of the corpus ({c['share']:.1%})")
     console.print(f"agreement on {agreement['units']} multiply-annotated units: Cohen's kappa {agreement['kappa']}, "
-                  f"Krippendorff's alpha {agreement['alpha']}; pairs: {agreement['pairs']}")
+                  f"Krippendorff's alpha {agreement['alpha']} (primary domain); identical full label lists on "
+                  f"{agreement['exact_label_agreement']:.1%} of them; pairs: {agreement['pairs']}")
     console.print(f"unresolved conflicts: {result['unresolved_conflicts']}")
     if len(disagreements):
         table = Table("sent_id", "labels", "text", title="Disagreements on the primary domain")

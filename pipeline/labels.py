@@ -282,8 +282,11 @@ def agreement(annotations: pd.DataFrame) -> dict:
             disagreements.append({"text_hash": h, "sent_id": g["sent_id"].iloc[0], "text": g["text"].iloc[0],
                                   "labels": "; ".join(f"{a}={'|'.join(d)}" for a, d in zip(g["annotator"], g["domains"]))})
     kappas = [p["kappa"] for p in pairs.values()]
+    # primaries can agree while secondaries differ: the share of units whose full id lists are identical
+    same_set = by_unit["domains"].agg(lambda ds: len({"|".join(d) for d in ds}) == 1)
     return {"units": int(by_unit.ngroups), "kappa": round(float(np.mean(kappas)), 4) if kappas else None,
-            "alpha": round(alpha, 4), "pairs": pairs, "disagreements": pd.DataFrame(disagreements)}
+            "alpha": round(alpha, 4), "exact_label_agreement": round(float(same_set.mean()), 4),
+            "pairs": pairs, "disagreements": pd.DataFrame(disagreements)}
 
 
 def stats(labels_dir: str | Path, units: pd.DataFrame | None = None) -> dict:

@@ -81,3 +81,18 @@ def test_committed_labels_pass_check() -> None:
     assert errors(issues) == [] and len(merged) >= 800
     frames, _ = labels.read_all(root / "labels")
     assert frames["codebook"]["domains"].map(lambda d: d[0]).value_counts().min() >= 80
+
+
+def test_agreement_separates_primary_from_full_label_lists() -> None:
+    frame = pd.DataFrame({
+        "text_hash": ["h1", "h1", "h2", "h2", "h3", "h3", "h4"],
+        "sent_id": ["d:1", "d:1", "d:2", "d:2", "d:3", "d:3", "d:4"],
+        "text": ["甲。", "甲。", "乙。", "乙。", "丙。", "丙。", "丁。"],
+        "annotator": ["a", "b", "a", "b", "a", "b", "a"],
+        "domains": [["urban"], ["urban", "ecology"], ["economy"], ["economy"], ["risk"], ["governance"], ["party"]],
+    })
+    result = labels.agreement(frame)
+    assert result["units"] == 3  # h4 has one annotator only
+    assert result["exact_label_agreement"] == round(1 / 3, 4)  # only h2's lists are identical
+    assert result["pairs"]["a~b"]["raw_agreement"] == round(2 / 3, 4)  # primaries agree on h1 and h2
+    assert list(result["disagreements"]["sent_id"]) == ["d:3"]
