@@ -170,7 +170,7 @@ _PAGE_HEADER = re.compile(
     r"|^\s*第\s*\d+\s*页(?:\s*[,，/]?\s*共\s*\d+\s*页)?\s*$"  # 第3页 共20页
     r"|^\s*[-—–]\s*\d{1,4}\s*[-—–]\s*$"                   # - 12 -
 )
-_CONTINUATION = re.compile(r"[(（]\s*[上下]接\s*(?:第?\s*[\d一二三四五六七八九十]+\s*[版页])\s*[)）]")
+_CONTINUATION = re.compile(r"[(（]\s*[上下][接转]\s*(?:第?\s*[\d一二三四五六七八九十]+\s*[版页])\s*[)）]")
 _MARKDOWN_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]*", re.M)
 _METADATA = re.compile(
     r"(信息类别|文件编号|信息索取号|公开方式|公开时限|公开范围|生成日期|规范性文件有效性|索\s*引\s*号|发文机关|主题分类)\s*[:：]"
@@ -194,7 +194,7 @@ def clean_text(raw: str, heading_max_chars: int = 50) -> str:
     if "&" in text:
         text = html.unescape(text)
     text = _WS.sub(" ", text)
-    if "接" in text:
+    if "接" in text or "转" in text:  # "(上接1版)" opens a continued page, "(下转4版)" ends one
         text = _CONTINUATION.sub("", text)
     if "#" in text:
         text = _MARKDOWN_HEADING.sub("", text)

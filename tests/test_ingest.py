@@ -139,3 +139,8 @@ def test_cli_segments_the_good_files_of_a_mixed_directory_and_names_each_failure
     units = read_table(out)
     assert sorted(set(units["doc"])) == ["gbk", "good"]
     assert list(units.loc[units["doc"] == "good", "text"]) == ["加强生态保护。", "推进乡村振兴。"]
+
+
+def test_page_continuation_markers_are_removed_both_ways() -> None:
+    raw = "(上接1版)加大未成年人关爱力度, (下转4版)\n（下转第3版）\n稳妥推进改革。"
+    assert clean_text(raw) == "加大未成年人关爱力度,稳妥推进改革。"
