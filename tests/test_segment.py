@@ -92,3 +92,14 @@ def test_cli_segment_leaves_no_partial_output_when_it_fails(tmp_path: Path, monk
     assert calls == ["a", "b"]  # the first file's units had been written to the temporary file
     assert out.read_text(encoding="utf-8") == "previous run\n"
     assert [p.name for p in tmp_path.iterdir() if p.is_file()] == [out.name]
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path) -> None:
+    import os
+
+    from pipeline.io import write_text
+
+    write_text(tmp_path / "out.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~mask
