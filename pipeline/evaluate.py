@@ -204,20 +204,29 @@ def confusion(oof: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(confusion_matrix(oof["primary"], oof["pred"], labels=ids), index=ids, columns=ids)
 
 
+def _subsample(train: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """A fraction of each domain's units, never fewer than two where the fold has two (a calibrated
+    model needs two per domain; a plain random draw can leave a rare domain with one)."""
+    keep = [i for _, g in train.groupby("primary")
+            for i in g.sample(n=min(len(g), max(2, round(fraction * len(g)))), random_state=seed).index]
+    return train.loc[sorted(keep)]
+
+
 def learning_curve(table: pd.DataFrame, train_params: dict[str, Any], fractions: list[float],
                    min_support: int = 10) -> pd.DataFrame:
-    """LODO metrics when only a fraction of the labelled real units of the training folds is used."""
-    use_examples = bool(train_params.get("use_examples", True))
+    """LODO metrics when only a fraction of the labelled real units of the training folds is used,
+    with and without the codebook examples (without them the curve shows what labels alone buy)."""
     seed = int(train_params.get("seed", 0))
     real = table[table["source"] != EXAMPLE_SOURCE]
     mean_train = float(np.mean([len(real) - n for n in real["doc"].value_counts()]))
     rows = []
     for fraction in fractions:
-        sample = (lambda t, f=fraction: t.sample(frac=f, random_state=seed)) if fraction < 1 else None
-        oof = lodo(table, sklearn_fitter(train_params), use_examples, sample)
-        m = score(oof, min_support)
-        rows.append({"fraction": fraction, "labelled_units": round(mean_train * fraction),
-                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+        sample = (lambda t, f=fraction: _subsample(t, f, seed)) if fraction < 1 else None
+        row: dict[str, Any] = {"fraction": fraction, "labelled_units": round(mean_train * fraction)}
+        for examples, suffix in ((True, ""), (False, "_without_examples")):
+            m = score(lodo(table, sklearn_fitter(train_params), examples, sample), min_support)
+            row.update({f"accuracy{suffix}": m["accuracy"], f"macro_f1{suffix}": m["macro_f1"]})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -254,6 +263,8 @@ def write_outputs(result: dict[str, Any], table: pd.DataFrame, params: dict[str,
     written.append(eval_dir / "oof.parquet")
     written.append(charts.heatmap(cm, f"Confusion matrix, leave-one-document-out ({len(oof)} units)",
                                   eval_dir / "confusion.png", xlabel="predicted", ylabel="gold"))
-    written.append(charts.lines(curve, "labelled_units", ["accuracy", "macro_f1"], "Learning curve (LODO)",
-                                eval_dir / "learning_curve.png", "labelled real units in training"))
+    written.append(charts.lines(curve, "labelled_units", ["accuracy", "macro_f1", "accuracy_without_examples",
+                                                          "macro_f1_without_examples"],
+                                "Learning curve (LODO)", eval_dir / "learning_curve.png",
+                                "labelled real units in training"))
     return written

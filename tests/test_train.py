@@ -72,3 +72,11 @@ def test_a_domain_with_one_unit_is_a_clear_error() -> None:
     frame = pd.DataFrame({"text": ["加强生态保护。", "治理污染。", "办好教育。"], "heading": ""})
     with pytest.raises(ValueError, match=r"education \(1\)"):
         build_estimator({**TINY_PARAMS, "calibration": "sigmoid"}).fit(frame, ["ecology", "ecology", "education"])
+
+
+def test_learning_curve_subsample_keeps_two_per_domain() -> None:
+    from pipeline.evaluate import _subsample
+
+    train = pd.DataFrame({"primary": ["a"] * 8 + ["b"] * 3 + ["c"], "x": range(12)})
+    counts = _subsample(train, 0.25, seed=0)["primary"].value_counts().to_dict()
+    assert counts == {"a": 2, "b": 2, "c": 1}
