@@ -102,6 +102,11 @@ class DomainClassifier(ClassifierMixin, BaseEstimator):
             full = smooth_in_documents(full, units["doc"], units["index"],
                                        float(params.get("context_smoothing", 0.0)),
                                        int(params.get("context_window", 0)))
+        other_weight = float(params.get("other_weight", 1.0))
+        if other_weight != 1.0 and "other" in self.classes_:
+            # `other` is what unfamiliar text falls back to; a weight < 1 asks for more evidence
+            full[:, list(self.classes_).index("other")] *= other_weight
+            full /= np.maximum(full.sum(axis=1, keepdims=True), 1e-12)
         return full
 
     def predict(self, units: pd.DataFrame) -> np.ndarray:

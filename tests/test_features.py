@@ -65,3 +65,20 @@ def test_smoothing_hand_checked() -> None:
     shuffled = smooth_in_documents(proba[[2, 0, 1, 3]], ["a", "a", "a", "b"], [2, 0, 1, 0], 0.5, 1)
     np.testing.assert_allclose(shuffled, out[[2, 0, 1, 3]])
     np.testing.assert_allclose(smooth_in_documents(proba, docs, index, 0.0, 3), proba)
+
+
+def test_other_weight_asks_more_evidence_for_other() -> None:
+    from conftest import TINY_PARAMS, TINY_TRAINING
+    from pipeline.model import build_estimator
+
+    rows = [(t, d) for d, texts in TINY_TRAINING.items() for t in texts] * 2
+    frame = pd.DataFrame(rows, columns=["text", "primary"]).assign(heading="")
+    plain = build_estimator(TINY_PARAMS).fit(frame, frame["primary"])
+    weighted = build_estimator({**TINY_PARAMS, "other_weight": 0.5}).fit(frame, frame["primary"])
+    units = pd.DataFrame({"text": ["请予审议。", "加强生态保护修复。"], "heading": ""})
+    p, q = plain.predict_proba(units), weighted.predict_proba(units)
+    k = list(plain.classes_).index("other")
+    np.testing.assert_allclose(q.sum(axis=1), 1.0)
+    assert (q[:, k] < p[:, k]).all()
+    expected = p[:, k] * 0.5 / (p[:, k] * 0.5 + (1 - p[:, k]))
+    np.testing.assert_allclose(q[:, k], expected, rtol=1e-6)
