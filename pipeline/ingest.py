@@ -12,7 +12,6 @@ import csv
 import html
 import io
 import json
-import operator
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -95,7 +94,7 @@ def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
             ) from utf8_exc
         if not _looks_like_text(text):
             raise IngestError(f"{name}: binary file or an unsupported encoding such as Big5 "
-                              "(decodes as GB18030 only to non-text characters); convert text to UTF-8")
+                              "(decodes as GB18030 only to non-text characters); convert text to UTF-8") from None
     if len(_CONTROL.findall(text[:20000])) > max(3, len(text[:20000]) // 100):
         raise IngestError(f"{name}: binary file (control characters in the text)")
     return text, enc

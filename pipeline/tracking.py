@@ -17,7 +17,6 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 
 from pipeline.config import PACKAGE_ROOT, project_root
-from pipeline.taxonomy import domain_ids
 
 RUN_FILE = "mlflow_run.json"
 

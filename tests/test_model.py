@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.evaluate import lodo, metrics, sklearn_fitter
+from pipeline.evaluate import lodo, metrics
 from pipeline.model import ModelIntegrityError, build_estimator, load_model, save_model
 from pipeline.taxonomy import domain_ids
 

@@ -96,7 +96,6 @@ def _chromium() -> str | None:
 
 @pytest.mark.skipif(_chromium() is None, reason="no chromium binary on PATH (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(report_dir: Path, tmp_path: Path) -> None:
-    import numpy as np
     from matplotlib import image
 
     shot = tmp_path / "report.png"
