@@ -228,8 +228,11 @@ def _continues(previous: str, line: str, heading_max_chars: int) -> bool:
         return False  # a finished sentence, a salutation/lead-in ending in a colon, or a new heading
     if previous[-1] in "，,、（(“‘《—-":
         return True
-    # No final punctuation: a short line is a heading; a long one was cut by the extractor.
-    return len(previous) > heading_max_chars
+    # No final punctuation: a long line was cut by the extractor; so was a short one that already holds
+    # a clause of a sentence (a full-width comma) without being a numbered heading.
+    if len(previous) > heading_max_chars:
+        return True
+    return "，" in previous and not _HEADING_START.match(previous)
 
 
 # ---------------------------------------------------------------- normalisation

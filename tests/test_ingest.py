@@ -144,3 +144,12 @@ def test_cli_segments_the_good_files_of_a_mixed_directory_and_names_each_failure
 def test_page_continuation_markers_are_removed_both_ways() -> None:
     raw = "(上接1版)加大未成年人关爱力度, (下转4版)\n（下转第3版）\n稳妥推进改革。"
     assert clean_text(raw) == "加大未成年人关爱力度,稳妥推进改革。"
+
+
+def test_short_line_holding_a_clause_is_rejoined_but_short_headings_stay() -> None:
+    raw = ("城市更新扎实推进，改造老旧小区86个，地铁2号线一期\n主体完工。\n"
+           "第五章 人才驱动，释放创新动能\n加快引进人才。\n"
+           "坚持生态优先\n推进污染防治。")
+    assert clean_text(raw).split("\n") == ["城市更新扎实推进，改造老旧小区86个，地铁2号线一期主体完工。",
+                                           "第五章 人才驱动，释放创新动能", "加快引进人才。",
+                                           "坚持生态优先", "推进污染防治。"]
