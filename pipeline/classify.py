@@ -12,7 +12,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,10 +286,3 @@ def classify_reports(paths: list[str | Path], model: DomainClassifier | None = N
     sentences = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=OUTPUT_COLUMNS)
     sentences.attrs["errors"] = errors
     return sentences, acc.frame()
-
-
-def throughput(model: DomainClassifier, units: pd.DataFrame) -> float:
-    """Model-only units per second on an already segmented frame (used by the benchmark)."""
-    start = time.perf_counter()
-    model.predict_proba(units)
-    return len(units) / (time.perf_counter() - start)

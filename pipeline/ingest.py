@@ -289,10 +289,6 @@ def normalise_many(texts: list[str], traditional: bool | None = None) -> list[st
     return out if len(out) == len(folded) else [to_simplified(t) for t in folded]
 
 
-def normalise(text: str) -> str:
-    return normalise_many([text])[0]
-
-
 # ---------------------------------------------------------------- files
 
 def iter_paths(inputs: list[str | Path]) -> Iterator[Path]:
