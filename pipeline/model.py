@@ -43,7 +43,8 @@ def make_classifier(name: str, params: dict[str, Any]) -> BaseEstimator:
     weight = params.get("class_weight") or None
     C = float(params.get("C", 1.0))
     if name == "logreg":
-        return LogisticRegression(C=C, class_weight=weight, max_iter=2000, random_state=seed)
+        # saga: ~2 s on the seed training set, where lbfgs took minutes on 260k hashed features
+        return LogisticRegression(C=C, class_weight=weight, solver="saga", max_iter=300, tol=1e-4, random_state=seed)
     if name == "svm":
         return LinearSVC(C=C / 8, class_weight=weight, random_state=seed)
     if name == "cnb":
@@ -76,7 +77,7 @@ class DomainClassifier(ClassifierMixin, BaseEstimator):
         clf = make_classifier(name, params)
         method, cv = params.get("calibration", "sigmoid"), int(params.get("calibration_cv", 3))
         counts = pd.Series(y).value_counts()
-        if name in ("logreg", "svm") and method != "none" and counts.min() >= cv:
+        if name == "svm" and method != "none" and counts.min() >= cv:
             clf = _calibrated(clf, method, cv)
         elif name == "svm":  # too few examples to calibrate: still need probabilities
             if counts.min() < 2:
