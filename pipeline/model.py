@@ -181,6 +181,7 @@ def trusted_types() -> list[str]:
         "sklearn.isotonic.IsotonicRegression",
         "sklearn.preprocessing._label.LabelEncoder",
         "sklearn.dummy.DummyClassifier",
+        "sklearn.utils._bunch.Bunch",
         "builtins.slice",
         "numpy.float64", "numpy.int64", "numpy.dtype", "numpy.ndarray",
         "scipy.sparse._csr.csr_matrix",

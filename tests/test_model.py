@@ -66,3 +66,11 @@ def test_save_load_roundtrip_and_tamper(tmp_path: Path) -> None:
         fh.write(b"tampered")
     with pytest.raises(ModelIntegrityError, match="checksum mismatch"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("classifier", ["svm", "logreg", "cnb", "ensemble"])
+def test_every_classifier_choice_saves_and_loads_within_the_trusted_types(tmp_path: Path, classifier: str) -> None:
+    params = {**PARAMS, "classifier": classifier, "calibration": "sigmoid", "calibration_cv": 2}
+    model = build_estimator(params).fit(TOY, TOY["primary"])
+    save_model(model, tmp_path)
+    np.testing.assert_allclose(load_model(tmp_path).predict_proba(TOY), model.predict_proba(TOY))
