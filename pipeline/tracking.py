@@ -56,7 +56,11 @@ def mlflow_run(params: dict[str, Any], run_id: str | None = None, run_name: str 
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         if run_id is None:
-            mlflow.set_experiment(params.get("experiment", "policy-domains"))
+            name = params.get("experiment", "policy-domains")
+            if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(name) is None:
+                # the embedded store keeps its artifacts beside it, not in ./mlruns of whatever directory
+                mlflow.create_experiment(name, artifact_location=(project_root() / "experiments" / "artifacts").as_uri())
+            mlflow.set_experiment(name)
         run = mlflow.start_run(run_id=run_id, run_name=run_name)
     except Exception as exc:  # noqa: BLE001 - any store failure must not lose the stage's outputs
         raise TrackingUnavailable(f"cannot start an MLflow run on {uri}: {exc}") from exc
@@ -154,39 +158,15 @@ def log_evaluation(params: dict[str, Any], result: dict[str, Any], artifacts: li
 
 # ---------------------------------------------------------------- pyfunc
 
-try:
-    import mlflow.pyfunc as _pyfunc
-
-    _Base: Any = _pyfunc.PythonModel
-except ImportError:  # pragma: no cover - mlflow is a dependency
-    _Base = object
-
-
-class PolicyDomainsPyfunc(_Base):
-    """MLflow pyfunc: DataFrame with `text` (optional `heading`, and `doc` + `index` for document context)
-    → `domain`, `confidence` and one `score_<id>` column per domain."""
-
-    def load_context(self, context: Any) -> None:
-        from pipeline.model import load_model
-
-        self.model = load_model(context.artifacts["model_dir"])
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        units = pd.DataFrame(model_input).reset_index(drop=True)
-        proba = self.model.predict_proba(units)
-        ids = [str(c) for c in self.model.classes_]
-        frame = pd.DataFrame(proba, columns=[f"score_{d}" for d in ids])
-        frame.insert(0, "confidence", proba.max(axis=1))
-        frame.insert(0, "domain", [ids[i] for i in proba.argmax(axis=1)])
-        return frame
+PYFUNC_FILE = PACKAGE_ROOT / "pipeline" / "pyfunc_model.py"
 
 
 def log_model(model_dir: Path) -> str:
     """Log the saved model directory as a pyfunc model in the active run; returns its model URI."""
     import mlflow
 
-    info = mlflow.pyfunc.log_model(
-        name="model", python_model=PolicyDomainsPyfunc(), artifacts={"model_dir": str(model_dir)},
+    info = mlflow.pyfunc.log_model(  # "models from code": MLflow keeps the file, pickles no Python object
+        name="model", python_model=str(PYFUNC_FILE), artifacts={"model_dir": str(model_dir)},
         code_paths=[str(PACKAGE_ROOT / "pipeline")],
         input_example=pd.DataFrame({"text": ["加快推进长江生态保护修复。"]}),
         pip_requirements=_requirements(),
