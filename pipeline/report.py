@@ -95,7 +95,7 @@ def font_face(text: str) -> str:
     from fontTools import subset
     from fontTools.ttLib import TTFont
 
-    font = TTFont(str(charts.cjk_font_path()))
+    font = TTFont(str(charts.cjk_font_path()), recalcTimestamp=False)  # same page for the same result
     subsetter = subset.Subsetter(subset.Options(layout_features=["*"], name_IDs=["*"]))
     subsetter.populate(text="".join(sorted(set(text))))
     subsetter.subset(font)

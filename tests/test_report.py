@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -108,3 +109,15 @@ def test_report_renders_in_headless_chromium(report_dir: Path, tmp_path: Path) -
     colours = {tuple(c) for c in (pixels[::8, ::8] * 255).astype(int).reshape(-1, 3)}
     assert len(colours) > 50 and (pixels < 0.9).mean() > 0.02  # drawn, not a blank page
     shutil.copy(shot, report_dir / "screenshot.png")
+
+
+def test_the_same_result_gives_the_same_page(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """No timestamps inside the report (the embedded font's included), so DVC sees no spurious change."""
+    from pipeline.classify import run_batch
+    from pipeline.report import build_report
+
+    (tmp_path / "r.txt").write_text("加强生态保护修复。推进义务教育均衡发展。", encoding="utf-8")
+    run_batch([tmp_path / "r.txt"], tmp_path / "out.jsonl", model_dir=tiny_model_dir)
+    first = build_report(tmp_path / "out.jsonl", tmp_path / "a")["html"].read_bytes()
+    time.sleep(1.1)
+    assert build_report(tmp_path / "out.jsonl", tmp_path / "b")["html"].read_bytes() == first
