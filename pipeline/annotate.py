@@ -123,14 +123,15 @@ def labelled_texts(labels_dir: str | Path) -> pd.DataFrame:
 
 def _ngram_vectors(texts: Sequence[str]) -> Any:
     """L2-normalised binary character 2-3-gram vectors: their dot product is a set-overlap similarity."""
-    from scipy import sparse
-    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.preprocessing import normalize
 
-    if len(texts) == 0:
-        return sparse.csr_matrix((0, 2 ** 18))
-    vectoriser = HashingVectorizer(analyzer="char", ngram_range=(2, 3), n_features=2 ** 18, binary=True,
-                                   alternate_sign=False, norm="l2", lowercase=False)
-    return vectoriser.transform([str(t) for t in texts])
+    from pipeline.features import CharNgramHasher
+
+    counts = CharNgramHasher((2, 3), 2 ** 18).transform([str(t) for t in texts])
+    if counts.shape[0] == 0:
+        return counts
+    counts.data[:] = 1.0
+    return normalize(counts, norm="l2")
 
 
 def _max_similarity(vectors: Any, others: Any, chunk: int = 4096) -> np.ndarray:
