@@ -49,15 +49,13 @@ def end_to_end(folder: Path, model: Path | None, jobs: int) -> dict:
 
 def model_only(paths: list[Path], model_dir: Path | None, repeat: int) -> tuple[int, float]:
     """Best-of-N sentences/s of predict_proba on segmented units, BLAS limited to one thread."""
-    import pandas as pd
     from threadpoolctl import threadpool_limits
 
     from pipeline.classify import load_model
-    from pipeline.ingest import read_source
-    from pipeline.segment import segment_source
+    from pipeline.segment import units_from_paths
 
     model = load_model(model_dir)
-    units = pd.concat([segment_source(read_source(p)) for p in paths], ignore_index=True)
+    units = units_from_paths(paths)
     model.predict_proba(units.head(50))  # warm-up
     best = float("inf")
     with threadpool_limits(1):

@@ -1,4 +1,4 @@
-"""The annotation loop: pick the units worth labelling next, take completed rows in, find doubtful labels.
+"""The annotation loop: pick the units worth labelling next (`suggest`), take completed rows in (`accept`).
 
 - `suggest` ranks unlabelled units by how unsure the current model is (active learning), skips
   units already labelled or near-identical to labelled/picked ones, and spreads the picks over
@@ -7,75 +7,32 @@
   empty: the model's guess sits in a separate `suggested` column so it can never slip into training
   unreviewed.
 - `accept` moves the rows an annotator completed from a queue into their file under
-  ``labels/annotations/``, validated by the same rules as `labels check` (`labels.read_label_file`).
-- `audit` ranks existing labels that the model, trained without the label's document, confidently
-  disagrees with (confident learning via cleanlab), as a review queue. It never edits label files.
+  ``labels/annotations/``, validated by the same rules as `labels check` (`labels.validate_rows`).
+
+Finding labels that may be wrong is `pipeline.audit`; the label files themselves are `pipeline.labels`.
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import math
-import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from pipeline import labels as labels_mod
-from pipeline.ingest import IngestError, fold, iter_paths, normalise_many, read_source
-from pipeline.io import atomic_path, read_table
-from pipeline.labels import COLUMNS, Issue
-from pipeline.segment import SegmentParams, segment_source, text_hash
-from pipeline.taxonomy import domain_ids
+from pipeline.errors import IngestError, UsageError
+from pipeline.ingest import iter_paths, normalise_many
+from pipeline.io import read_table
+from pipeline.labels import (COLUMNS, Issue, append_label_rows, check_annotator, hash_text, read_csv_records,
+                             validate_rows, write_label_rows, write_records)
+from pipeline.segment import SegmentParams, units_from_path
 
 QUEUE_EXTRA = ["suggested", "confidence", "heading"]
 QUEUE_COLUMNS = COLUMNS + QUEUE_EXTRA
 STRATEGIES = ("uncertainty", "margin", "diverse")
 HEAD_FACTOR = 5  # picks are spread over the HEAD_FACTOR * n most uncertain candidates
-AUDIT_COLUMNS = ["rank", "text", "doc", "sent_id", "given", "suggestion", "label_quality", "p_given",
-                 "p_suggestion", "cleanlab_issue", "annotators", "text_hash"]
-_ANNOTATOR = re.compile(r"[\w.-]+")
-
-
-# ---------------------------------------------------------------- label-file writing and validation
-
-def write_label_rows(path: str | Path, rows: Iterable[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> Path:
-    """Write a label-format CSV atomically, UTF-8 with BOM (so Excel/WPS show the Chinese correctly)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
-    return Path(path)
-
-
-def validate_rows(rows: Sequence[dict[str, Any] | None], shown_as: str,
-                  kind: str = "annotation") -> tuple[pd.DataFrame, list[Issue]]:
-    """Validate rows exactly as `labels check` would, reporting row i as line i+2 of `shown_as`.
-
-    The rows go through `labels.read_label_file` via a temporary file, so there is one validator;
-    `None` entries hold a line number without a row (they are written blank, which the reader skips).
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "rows.csv"
-        write_label_rows(path, [r if r is not None else {} for r in rows])
-        frame, issues = labels_mod.read_label_file(path, kind)
-    issues = [Issue(shown_as, i.line, i.level, i.message) for i in issues]
-    return frame.assign(file=shown_as), issues
-
-
-def _read_csv_records(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and (line, fields) records of a CSV, numbered the way `labels.read_label_file` numbers them."""
-    text = path.read_bytes().decode("utf-8-sig")
-    reader = csv.reader(io.StringIO(text))
-    header = [h.strip() for h in next(reader, [])]
-    return header, list(enumerate(reader, 2))
 
 
 def today() -> str:
@@ -88,21 +45,11 @@ def pool_units(inputs: Sequence[str | Path], seg: SegmentParams | None = None) -
     """Units of report files/directories, sentence tables (.jsonl/.csv) or a segmented .parquet corpus.
 
     Returns (units, errors); a file that cannot be read is reported, not fatal, as in `classify`.
-    A sentence table's own ``sent_id`` column is kept, so that ids survive a round trip.
     """
-    seg = seg or SegmentParams()
     frames, errors = [], []
     for path in iter_paths(list(inputs)):
         try:
-            if path.suffix.lower() == ".parquet":
-                frames.append(read_table(path))
-                continue
-            source = read_source(path, heading_max_chars=seg.heading_max_chars)
-            units = segment_source(source, seg)
-            rows = getattr(source, "rows", None)
-            if rows and "sent_id" in rows[0]:
-                units["sent_id"] = [str(r.get("sent_id") or s) for r, s in zip(rows, units["sent_id"])]
-            frames.append(units)
+            frames.append(read_table(path) if path.suffix.lower() == ".parquet" else units_from_path(path, seg))
         except IngestError as exc:
             errors.append(str(exc))
     units = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["doc", "sent_id", "text"])
@@ -110,15 +57,8 @@ def pool_units(inputs: Sequence[str | Path], seg: SegmentParams | None = None) -
         if col not in units:
             units[col] = default
     if "text_hash" not in units:
-        units["text_hash"] = [text_hash(t) for t in fold(units["text"].astype(str).tolist())]
+        units["text_hash"] = [hash_text(t) for t in units["text"].astype(str)]
     return units, errors
-
-
-def labelled_texts(labels_dir: str | Path) -> pd.DataFrame:
-    """text_hash and text of every row of every label file (annotations, adjudicated, examples)."""
-    frames, _ = labels_mod.read_all(labels_dir)
-    parts = [f[["text_hash", "text"]] for f in frames.values() if len(f)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["text_hash", "text"])
 
 
 def _ngram_vectors(texts: Sequence[str]) -> Any:
@@ -149,7 +89,7 @@ def _max_similarity(vectors: Any, others: Any, chunk: int = 4096) -> np.ndarray:
 def uncertainty_scores(proba: np.ndarray, strategy: str) -> np.ndarray:
     """Higher = the model is less sure. Least confidence for uncertainty/diverse, 1 - margin for margin."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy '{strategy}' ({', '.join(STRATEGIES)})")
+        raise UsageError(f"unknown strategy '{strategy}' ({', '.join(STRATEGIES)})")
     top = np.sort(proba, axis=1)[:, ::-1]
     if strategy == "margin":
         return 1.0 - (top[:, 0] - (top[:, 1] if proba.shape[1] > 1 else 0.0))
@@ -224,7 +164,7 @@ def suggest(units: pd.DataFrame, model: Any, labelled: pd.DataFrame, n: int, str
     pool. `max_per_doc` defaults to an even share of `n` over the pool's documents (at least 1).
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy '{strategy}' ({', '.join(STRATEGIES)})")
+        raise UsageError(f"unknown strategy '{strategy}' ({', '.join(STRATEGIES)})")
     pool = len(units)
     units = units.reset_index(drop=True)
     # predict the whole pool in document order: the model may read a unit's neighbours
@@ -296,14 +236,6 @@ class Accepted:
     issues: list[Issue]
 
 
-def check_annotator(name: str) -> str:
-    """Annotator names become file names: letters, digits, '_', '.', '-' only."""
-    name = name.strip()
-    if not _ANNOTATOR.fullmatch(name) or name.startswith("."):
-        raise ValueError(f"annotator name '{name}' must be letters, digits, '_', '.' or '-' (it names a file)")
-    return name
-
-
 def accept(queue_path: str | Path, annotator: str, labels_dir: str | Path, now: str | None = None) -> Accepted:
     """Move completed, valid rows of a queue into ``labels/annotations/<annotator>.csv``.
 
@@ -317,7 +249,7 @@ def accept(queue_path: str | Path, annotator: str, labels_dir: str | Path, now: 
     queue_path = Path(queue_path)
     shown = str(queue_path)
     target = Path(labels_dir) / "annotations" / f"{annotator}.csv"
-    header, records = _read_csv_records(queue_path)
+    header, records = read_csv_records(queue_path)
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         return Accepted(0, len(records), target, [Issue(shown, 1, "error", f"missing column(s): {', '.join(missing)}")])
@@ -336,7 +268,7 @@ def accept(queue_path: str | Path, annotator: str, labels_dir: str | Path, now: 
             continue
         row["annotator"] = row.get("annotator") or annotator
         row["updated_at"] = row.get("updated_at") or now or today()
-        row["text_hash"] = text_hash(fold([row.get("text", "")])[0])
+        row["text_hash"] = hash_text(row.get("text", ""))
         rows[pos] = row
     frame, found = validate_rows(rows, shown)
     issues += [i for i in found if i.level == "error"]
@@ -353,9 +285,9 @@ def accept(queue_path: str | Path, annotator: str, labels_dir: str | Path, now: 
     good = [line for line in good if line not in errors_at]
     moved = [rows[line - 2] for line in good]
     if moved:
-        _append_rows(target, moved)
+        append_label_rows(target, moved)
     kept = [fields for line, fields in originals.items() if line not in set(good)]
-    _rewrite(queue_path, header, kept)
+    write_records(queue_path, header, kept)
     return Accepted(len(moved), len(kept), target, issues)
 
 
@@ -363,111 +295,15 @@ def _existing(target: Path) -> dict[tuple[str, str], int]:
     """(kind, key) → line of the rows already in an annotator's file, to refuse repeats."""
     if not target.exists():
         return {}
-    header, records = _read_csv_records(target)
+    header, records = read_csv_records(target)
     seen: dict[tuple[str, str], int] = {}
     for line, fields in records:
         row = dict(zip(header, fields))
         if row.get("text"):
-            seen.setdefault(("text", text_hash(fold([row["text"]])[0])), line)
+            seen.setdefault(("text", hash_text(row["text"])), line)
         if row.get("sent_id"):
             seen.setdefault(("sent_id", row["sent_id"].strip()), line)
     return seen
-
-
-def _append_rows(target: Path, rows: list[dict[str, Any]]) -> None:
-    """Append in the file's own column order, rewriting the whole file atomically (BOM kept/added)."""
-    if target.exists():
-        raw = target.read_bytes().decode("utf-8-sig")
-        header = next(csv.reader(io.StringIO(raw)), []) or COLUMNS
-        header = [h.strip() for h in header]
-    else:
-        raw, header = "", COLUMNS
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", lineterminator="\r\n")
-    if not raw:
-        writer.writeheader()
-    elif not raw.endswith(("\n", "\r")):
-        buffer.write("\r\n")
-    for row in rows:
-        writer.writerow({c: row.get(c, "") for c in header})
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(b"\xef\xbb\xbf" + (raw + buffer.getvalue()).encode("utf-8"))
-
-
-def _rewrite(path: Path, header: list[str], records: list[list[str]]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(records)
-
-
-# ---------------------------------------------------------------- audit
-
-def audit(labels_dir: str | Path, units: pd.DataFrame, params: dict[str, Any],
-          oof: pd.DataFrame | None = None, include_agreeing: bool = False) -> pd.DataFrame:
-    """Labels of real text ranked by how likely they are wrong, from document-held-out predictions.
-
-    Probabilities come from leave-one-document-out fits (`evaluate.lodo`, so no label judges
-    itself) unless `oof` (the evaluate stage's oof.parquet) is given. cleanlab's confident learning
-    flags likely issues (`find_label_issues`) and scores every label (`get_label_quality_scores`,
-    self-confidence: the held-out probability of the given primary). By default only labels whose
-    primary the model does not predict are listed; flagged ones first, then by quality, lowest first.
-    """
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
-
-    from pipeline.evaluate import lodo
-    from pipeline.train import fit, training_table
-
-    _, merged = labels_mod.check(labels_dir)
-    if oof is None:
-        use_examples = bool(params.get("use_examples", True))
-        table = training_table(labels_dir, units, include_examples=use_examples, strict=False)
-        if table[table["source"] != labels_mod.EXAMPLE_SOURCE]["doc"].nunique() < 2:
-            raise ValueError("audit needs labelled units from at least two documents (it holds one out at a time)")
-        oof = lodo(table, lambda train: fit(train, params), use_examples)
-    ids = domain_ids()
-    proba = oof[[f"p_{d}" for d in ids]].to_numpy(dtype=float)
-    given = oof["primary"].map(ids.index).to_numpy()
-    present = np.unique(given)  # cleanlab needs every class it scores to occur among the labels
-    sub = proba[:, present]
-    sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
-    compact = np.searchsorted(present, given)
-    quality = get_label_quality_scores(compact, sub, method="self_confidence")
-    flagged = find_label_issues(compact, sub, filter_by="prune_by_noise_rate") if len(present) > 1 \
-        else np.zeros(len(oof), dtype=bool)
-    best = proba.argmax(axis=1)
-    domains = oof["domains"].map(lambda d: d if isinstance(d, list) else labels_mod.split_domains(d))
-    info = merged.set_index("text_hash") if len(merged) else pd.DataFrame(columns=["sent_id", "annotators"])
-    out = pd.DataFrame({
-        "text": oof["text"], "doc": oof["doc"],
-        "sent_id": oof["text_hash"].map(info["sent_id"]).fillna(""),
-        "given": domains.map("|".join), "suggestion": np.asarray(ids)[best],
-        "label_quality": np.round(quality, 4), "p_given": np.round(proba[np.arange(len(oof)), given], 4),
-        "p_suggestion": np.round(proba.max(axis=1), 4), "cleanlab_issue": flagged,
-        "annotators": oof["text_hash"].map(info["annotators"]).fillna(""), "text_hash": oof["text_hash"],
-    })
-    if not include_agreeing:
-        disagrees = [s not in d for s, d in zip(out["suggestion"], domains)]
-        out = out[np.asarray(disagrees) | out["cleanlab_issue"].to_numpy()]
-    out = out.sort_values(["cleanlab_issue", "label_quality"], ascending=[False, True], kind="stable")
-    out.insert(0, "rank", range(1, len(out) + 1))
-    return out[AUDIT_COLUMNS].reset_index(drop=True)
-
-
-def read_oof(path: str | Path) -> pd.DataFrame:
-    """The evaluate stage's out-of-fold table (its `domains` column is stored as 'a|b')."""
-    oof = pd.read_parquet(path)
-    oof["domains"] = oof["domains"].map(labels_mod.split_domains)
-    return oof
-
-
-def write_audit(frame: pd.DataFrame, path: str | Path) -> Path:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, encoding="utf-8-sig")
-    return Path(path)
 
 
 def completed_rows(path: str | Path) -> int:
@@ -475,7 +311,7 @@ def completed_rows(path: str | Path) -> int:
     path = Path(path)
     if not path.exists():
         return 0
-    header, records = _read_csv_records(path)
+    header, records = read_csv_records(path)
     if "domains" not in header:
         return 0
     at = header.index("domains")

@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline import config
-from pipeline.ingest import TABLE_SUFFIXES, IngestError, SentenceTable, iter_paths, read_source
+from pipeline.errors import IngestError, ModelError
+from pipeline.ingest import is_sentence_table, iter_paths, read_source
 from pipeline.io import TableWriter
 from pipeline.model import DomainClassifier
 from pipeline.model import load_model as _load_model
-from pipeline.segment import UNIT_COLUMNS, SegmentParams, segment_source
+from pipeline.segment import UNIT_COLUMNS, SegmentParams, units_from_path
 
 OUTPUT_COLUMNS = ["doc", "sent_id", "index", "text", "heading", "is_heading", "domain", "confidence", "scores"]
 # Unit columns the model or segmenter needs but that mean nothing to a reader of the output.
@@ -40,7 +41,7 @@ def load_model(path: str | Path | None = None) -> DomainClassifier:
     """The verified model at `path`, or the one `dvc repro` produced."""
     target = Path(path) if path else default_model_dir()
     if not target.exists():
-        raise FileNotFoundError(f"no trained model at {target}: run `dvc repro` (or `make run`) to train one, "
+        raise ModelError(f"no trained model at {target}: run `dvc repro` (or `make run`) to train one, "
                                 "or pass --model PATH")
     return _load_model(target)
 
@@ -138,14 +139,11 @@ def _classify_file(model: DomainClassifier, path: Path, doc_id: str, seg: Segmen
                    chunk_size: int) -> tuple[FileResult, list[pd.DataFrame]]:
     """One file's result and output chunks; a file that cannot be read is a failed result, not an error."""
     try:
-        source = read_source(path, doc_id, seg.heading_max_chars)
-        units = segment_source(source, seg)
+        units = units_from_path(path, seg, doc_id)
     except IngestError as exc:
         return FileResult(str(path), False, error=str(exc)), []
-    if units.empty:
-        return FileResult(str(path), False, error=f"{path}: no sentences found"), []
     # the whole document at once, so that no unit loses its neighbours at a chunk edge
-    rows = classify_units(model, units, in_sequence=not isinstance(source, SentenceTable))
+    rows = classify_units(model, units, in_sequence=not is_sentence_table(path))
     chunks = [rows.iloc[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
     return FileResult(str(path), True, units=len(units)), chunks
 
@@ -203,7 +201,7 @@ def passthrough_columns(inputs: list[str | Path]) -> list[str]:
     with different columns (or tables and plain reports) needs them all before the first row."""
     seen: dict[str, None] = {}
     for path in iter_paths(inputs):
-        if path.suffix.lower() not in TABLE_SUFFIXES:
+        if not is_sentence_table(path):
             continue
         try:
             table = read_source(path)
@@ -242,7 +240,8 @@ def format_chunk(chunk: pd.DataFrame, suffix: str, extra: list[str]) -> pd.DataF
 
 def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | None = None,
               model_dir: str | Path | None = None, jobs: int = 1, chunk_size: int = 2000,
-              on_file: Callable[[FileResult], None] = lambda r: None) -> list[FileResult]:
+              on_file: Callable[[FileResult], None] = lambda r: None,
+              seg: SegmentParams | None = None) -> list[FileResult]:
     """Classify every input into `out` (and `summary`); returns one result per file.
 
     Both files are committed together at the end, and only if some file was classified: an
@@ -256,7 +255,7 @@ def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | N
     done = False
     try:
         writers += [TableWriter(path) for path in (out, summary) if path]
-        for result, chunks in iter_classified(paths, model_dir, None if jobs > 1 else model, jobs, chunk_size):
+        for result, chunks in iter_classified(paths, model_dir, None if jobs > 1 else model, jobs, chunk_size, seg):
             for chunk in chunks:
                 writers[0].write(format_chunk(chunk, writers[0].suffix, extra))
                 acc.add(chunk)

@@ -1,7 +1,9 @@
 """`policy-domains`: a thin command line over the pipeline's Python API.
 
 Each command parses arguments, calls one function of a stage module, prints what happened and
-sets the exit code: 0 when everything succeeded, 1 when any input or check failed.
+sets the exit code: 0 when everything succeeded, 1 when any input or check failed. Errors a user
+can cause (`pipeline.errors.PolicyDomainsError`) are caught once, in `_Boundary`, and printed as
+one line; any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -10,18 +12,37 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from pipeline import config
+from pipeline.errors import PolicyDomainsError
 
-app = typer.Typer(help="Label every sentence of Chinese government reports with its policy domain.",
+# Messages are one line each whatever the terminal width: a wrapped path cannot be grepped or
+# copied, and outside a terminal rich would wrap at 80 columns.
+out = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+class _Boundary(TyperGroup):
+    """The one place user errors become a one-line message and exit code 1."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except PolicyDomainsError as exc:
+            out.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(cls=_Boundary, help="Label every sentence of Chinese government reports with its policy domain.",
                   no_args_is_help=True, add_completion=False)
 labels_app = typer.Typer(help="Validate, count and exchange the hand-made label files.", no_args_is_help=True)
 app.add_typer(labels_app, name="labels")
-out = Console(stderr=True)
 
 Inputs = typer.Argument(..., help="Files or directories (searched recursively).")
 
@@ -31,7 +52,7 @@ def _warn(message: str) -> None:
 
 
 def _fail(message: str) -> None:
-    out.print(f"[red]error:[/red] {message}")
+    out.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(1)
 
 
@@ -41,20 +62,23 @@ def _progress() -> Progress:
                     disable=not out.is_terminal)
 
 
+def _segment_params():
+    from pipeline.segment import SegmentParams
+
+    return SegmentParams.from_dict(config.section("segment"))
+
+
 def _units(path: Optional[Path] = None):
     """The segmented corpus (the segment stage's output), segmenting on the fly if it is absent."""
     import pandas as pd
 
-    from pipeline.segment import SegmentParams, segment_sources
-    from pipeline.ingest import iter_paths, read_source
+    from pipeline.segment import units_from_paths
 
     paths = config.section("paths")
     target = path or config.project_path(paths["sentences"])
     if target.exists():
         return pd.read_parquet(target)
-    seg = SegmentParams.from_dict(config.section("segment"))
-    return segment_sources(read_source(p, heading_max_chars=seg.heading_max_chars)
-                           for p in iter_paths([config.project_path(paths["corpus"])]))
+    return units_from_paths([config.project_path(paths["corpus"])], _segment_params())
 
 
 # ---------------------------------------------------------------- segment
@@ -64,30 +88,29 @@ def segment(inputs: List[Path] = Inputs,
             out_path: Path = typer.Option(..., "--out", help="Output table: .jsonl, .csv or .parquet."),
             clause_units: Optional[bool] = typer.Option(None, help="Also cut at ；; (overrides params.yaml).")) -> None:
     """Cut reports into units (sentences and headings) with ids, hashes and headings."""
+    import dataclasses
     import time
 
-    from pipeline.ingest import IngestError, iter_paths, read_source
+    from pipeline.errors import IngestError
+    from pipeline.ingest import iter_paths
     from pipeline.io import TableWriter
-    from pipeline.segment import SegmentParams, segment_source
+    from pipeline.segment import units_from_path
 
-    settings = config.section("segment")
+    seg = _segment_params()
     if clause_units is not None:
-        settings["clause_units"] = clause_units
-    seg = SegmentParams.from_dict(settings)
+        seg = dataclasses.replace(seg, clause_units=clause_units)
     paths = list(iter_paths(inputs))
     failed, total, start = 0, 0, time.perf_counter()
     with TableWriter(out_path) as writer, _progress() as bar:
         task = bar.add_task("segmenting", total=len(paths), rate="")
         for path in paths:
             try:
-                units = segment_source(read_source(path, heading_max_chars=seg.heading_max_chars), seg)
-                if units.empty:
-                    raise IngestError(f"{path}: no sentences found")
+                units = units_from_path(path, seg)
                 writer.write(units.drop(columns=["text_norm"]))
                 total += len(units)
             except IngestError as exc:
                 failed += 1
-                out.print(f"[red]failed:[/red] {exc}")
+                out.print(f"[red]failed:[/red] {escape(str(exc))}")
             bar.update(task, advance=1, rate=f"{total / max(time.perf_counter() - start, 1e-9):,.0f} units/s")
     out.print(f"{total} units from {len(paths) - failed} file(s) → {out_path}"
               + (f"; [red]{failed} file(s) failed[/red]" if failed else ""))
@@ -102,12 +125,8 @@ def labels_check(labels_dir: Path = typer.Option(None, help="Default: paths.labe
     """Validate every label file; each finding names file and line. Exit 1 on errors."""
     from pipeline import labels
 
-    labels_dir = labels_dir or config.project_path(config.section("paths")["labels"])
-    issues, merged = labels.check(labels_dir, _units(sentences))
-    for issue in issues:
-        colour = "red" if issue.level == "error" else "yellow"
-        out.print(f"[{colour}]{issue}[/{colour}]", highlight=False, soft_wrap=True)
-    errors = sum(i.level == "error" for i in issues)
+    issues, merged = labels.check(_labels_dir(labels_dir), _units(sentences))
+    errors = _print_issues(issues)
     out.print(f"{len(merged)} labelled units; {errors} error(s), {len(issues) - errors} warning(s)")
     raise typer.Exit(1 if errors else 0)
 
@@ -116,10 +135,9 @@ def labels_check(labels_dir: Path = typer.Option(None, help="Default: paths.labe
 def labels_stats(labels_dir: Path = typer.Option(None, help="Default: paths.labels in params.yaml."),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")) -> None:
     """Counts per domain, annotator and document; coverage; agreement and disagreements."""
-    from pipeline import labels
+    from pipeline.agreement import stats
 
-    labels_dir = labels_dir or config.project_path(config.section("paths")["labels"])
-    result = labels.stats(labels_dir, _units())
+    result = stats(_labels_dir(labels_dir), _units())
     agreement = result.pop("agreement")
     disagreements = agreement.pop("disagreements")
     if as_json:
@@ -155,17 +173,13 @@ def labels_stats(labels_dir: Path = typer.Option(None, help="Default: paths.labe
 def train(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus (default: paths.sentences)."),
           model_dir: Optional[Path] = typer.Option(None, help="Default: paths.model_dir.")) -> None:
     """Fit the classifier on all labels, save it safely, and log the run to MLflow."""
-    from pipeline import train as train_mod
     from pipeline import tracking
+    from pipeline import train as train_mod
 
     params = config.load_params()
     model_dir = model_dir or config.project_path(params["paths"]["model_dir"])
-    units = _units(sentences)
-    try:
-        _, card = train_mod.train(units, config.project_path(params["paths"]["labels"]), model_dir, params["train"],
-                                  int(params["evaluate"].get("min_support", 10)))
-    except ValueError as exc:
-        _fail(str(exc))
+    _, card = train_mod.train(_units(sentences), _labels_dir(None), model_dir, params["train"],
+                              int(params["evaluate"]["min_support"]))
     out.print(f"trained on {card['training_data']['labelled_units']} labelled units + "
               f"{card['training_data']['codebook_examples']} codebook examples → {model_dir}")
     run_info = tracking.log_training(params, card, model_dir, warn=_warn)
@@ -176,20 +190,27 @@ def train(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus 
 @app.command()
 def evaluate(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus (default: paths.sentences).")) -> None:
     """Leave-one-document-out evaluation, candidates, baselines, plots; logs to the train run."""
+    from pipeline import compare as cmp
     from pipeline import evaluate as ev
-    from pipeline import tracking, train as train_mod
+    from pipeline import tracking
+    from pipeline.labels import training_table
+    from pipeline.model import build_estimator
 
     params = config.load_params()
-    paths = params["paths"]
-    table = train_mod.training_table(config.project_path(paths["labels"]), _units(sentences))
-    result = ev.evaluate(table, params["train"], params["evaluate"], progress=lambda s: out.print(s))
-    artifacts = ev.write_outputs(result, table, params, config.project_path(paths["eval_dir"]),
-                                 config.project_path(paths["metrics"]), progress=lambda s: out.print(s))
-    h = result["headline"]
-    out.print(f"LODO {result['model']}: accuracy {h['accuracy']}, lenient {h['lenient_accuracy']}, "
+    paths, train_params = params["paths"], params["train"]
+    table = training_table(_labels_dir(None), _units(sentences))
+    eval_dir = config.project_path(paths["eval_dir"])
+    out.print(f"LODO: {train_params['classifier']} (shipped)")
+    shipped = ev.evaluate(table, build_estimator(train_params), bool(train_params["use_examples"]),
+                          int(params["evaluate"]["min_support"]))
+    comparison = cmp.compare(table, train_params, params["evaluate"], shipped, progress=out.print)
+    artifacts = ev.write_evaluation(shipped, eval_dir, config.project_path(paths["metrics"]), comparison.summary())
+    artifacts += cmp.write_comparison(comparison, eval_dir)
+    h = shipped.headline
+    out.print(f"LODO {shipped.model}: accuracy {h['accuracy']}, lenient {h['lenient_accuracy']}, "
               f"macro-F1 {h['macro_f1']} (supported domains {h['macro_f1_supported']})")
-    tracking.log_evaluation(params, result, artifacts, config.project_path(paths["model_dir"]), warn=_warn,
-                            say=out.print)
+    tracking.log_evaluation(params, {**shipped.summary(), **comparison.summary()}, artifacts,
+                            config.project_path(paths["model_dir"]), warn=_warn, say=out.print)
 
 
 # ---------------------------------------------------------------- classify / report
@@ -199,32 +220,31 @@ def classify(inputs: List[Path] = Inputs,
              out_path: Path = typer.Option(..., "--out", help="Per-unit output: .jsonl, .csv or .parquet."),
              summary: Optional[Path] = typer.Option(None, help="Per-document domain shares (same formats)."),
              model: Optional[Path] = typer.Option(None, help="Model directory (default: the one dvc repro trained)."),
-             jobs: int = typer.Option(1, min=1, help="Processes to spread documents over."),
-             chunk_size: int = typer.Option(None, help="Units per written chunk (default: params.yaml).")) -> None:
+             jobs: Optional[int] = typer.Option(None, min=1, help="Processes to spread documents over "
+                                                                  "(default: classify.jobs in params.yaml)."),
+             chunk_size: Optional[int] = typer.Option(None, min=1, help="Units per written chunk "
+                                                                       "(default: classify.chunk_size).")) -> None:
     """Classify every sentence of the given reports; a bad file is reported and skipped."""
     import time
 
     from pipeline import classify as cl
-    from pipeline.model import ModelIntegrityError
 
-    chunk = chunk_size or int(config.section("classify").get("chunk_size", 2000))
+    settings = config.section("classify")
     start, done = time.perf_counter(), {"units": 0, "failed": 0, "files": 0}
-    try:
-        with _progress() as bar:
-            task = bar.add_task("classifying", total=None, rate="")
+    with _progress() as bar:
+        task = bar.add_task("classifying", total=None, rate="")
 
-            def on_file(result: cl.FileResult) -> None:
-                done["files"] += 1
-                done["units"] += result.units
-                if not result.ok:
-                    done["failed"] += 1
-                    out.print(f"[red]failed:[/red] {result.error}")
-                rate = done["units"] / max(time.perf_counter() - start, 1e-9)
-                bar.update(task, advance=1, rate=f"{rate:,.0f} sentences/s")
+        def on_file(result: cl.FileResult) -> None:
+            done["files"] += 1
+            done["units"] += result.units
+            if not result.ok:
+                done["failed"] += 1
+                out.print(f"[red]failed:[/red] {escape(result.error)}")
+            rate = done["units"] / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, advance=1, rate=f"{rate:,.0f} sentences/s")
 
-            cl.run_batch(inputs, out_path, summary, model, jobs, chunk, on_file)
-    except (FileNotFoundError, ValueError, ModelIntegrityError) as exc:  # no model, bad --out suffix, tampered model
-        _fail(str(exc))
+        cl.run_batch(inputs, out_path, summary, model, jobs or int(settings["jobs"]),
+                     chunk_size or int(settings["chunk_size"]), on_file, _segment_params())
     elapsed = time.perf_counter() - start
     out.print(f"{done['units']} sentences from {done['files'] - done['failed']} file(s) in {elapsed:.1f}s → {out_path}"
               + (f", summary → {summary}" if summary else "")
@@ -238,10 +258,7 @@ def report(result: Path = typer.Argument(..., help="Output of `policy-domains cl
     """Self-contained HTML report and PNG charts of a classification result."""
     from pipeline.report import build_report
 
-    try:
-        paths = build_report(result, out_dir)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    paths = build_report(result, out_dir)
     out.print(f"report → {paths['html']} (charts: {', '.join(str(p.name) for k, p in paths.items() if k != 'html')})")
 
 
@@ -252,21 +269,21 @@ def _labels_dir(labels_dir: Optional[Path]) -> Path:
 
 
 def _print_issues(issues) -> int:
+    """Print validator findings, one line each; returns the number of errors."""
     for issue in issues:
         colour = "red" if issue.level == "error" else "yellow"
-        out.print(f"[{colour}]{issue}[/{colour}]", highlight=False, soft_wrap=True)
+        out.print(f"[{colour}]{escape(str(issue))}[/{colour}]")
     return sum(i.level == "error" for i in issues)
 
 
 def _pool(pool: Optional[List[Path]], sentences: Optional[Path] = None):
     """Units to choose from: --pool files/dirs (segmented like `classify` does), else the corpus."""
     from pipeline import annotate
-    from pipeline.segment import SegmentParams
 
     if pool:
-        units, errors = annotate.pool_units(pool, SegmentParams.from_dict(config.section("segment")))
+        units, errors = annotate.pool_units(pool, _segment_params())
         for error in errors:
-            out.print(f"[red]failed:[/red] {error}", highlight=False)
+            out.print(f"[red]failed:[/red] {escape(error)}")
         return units
     return _units(sentences)
 
@@ -288,7 +305,7 @@ def suggest(pool: Optional[List[Path]] = typer.Option(None, "--pool", help="Repo
     """Queue the unlabelled units the model is least sure about, for an annotator to label."""
     from pipeline import annotate
     from pipeline import classify as cl
-    from pipeline.model import ModelIntegrityError
+    from pipeline.labels import labelled_texts
 
     if strategy not in annotate.STRATEGIES:
         _fail(f"--strategy must be one of {', '.join(annotate.STRATEGIES)}")
@@ -298,12 +315,9 @@ def suggest(pool: Optional[List[Path]] = typer.Option(None, "--pool", help="Repo
     if done and not force:
         _fail(f"{out_path} has {done} completed row(s): run `policy-domains labels accept {out_path} --annotator NAME` "
               "first, or pass --force to overwrite")
-    try:
-        classifier = cl.load_model(model)
-    except (FileNotFoundError, ModelIntegrityError) as exc:
-        _fail(str(exc))
+    classifier = cl.load_model(model)
     units = _pool(pool)
-    result = annotate.suggest(units, classifier, annotate.labelled_texts(_labels_dir(labels_dir)), n, strategy,
+    result = annotate.suggest(units, classifier, labelled_texts(_labels_dir(labels_dir)), n, strategy,
                               threshold, max_per_doc)
     annotate.write_queue(result.queue, out_path)
     q = result.queue
@@ -334,10 +348,7 @@ def labels_accept(queue: Path = typer.Argument(..., help="A queue written by `po
 
     if not queue.exists():
         _fail(f"{queue}: no such file")
-    try:
-        result = annotate.accept(queue, annotator, _labels_dir(labels_dir))
-    except ValueError as exc:
-        _fail(str(exc))
+    result = annotate.accept(queue, annotator, _labels_dir(labels_dir))
     errors = _print_issues(result.issues)
     out.print(f"{result.moved} row(s) → {result.target}; {result.kept} left in {queue}"
               + (f" ([red]{errors} error(s)[/red]: fix those rows and accept again)" if errors else ""))
@@ -355,18 +366,13 @@ def labels_export_ls(pool: Optional[List[Path]] = typer.Option(None, "--pool", h
                      model: Optional[Path] = typer.Option(None, help="Model for --predictions (default: dvc's)."),
                      labels_dir: Optional[Path] = typer.Option(None, help="Default: paths.labels in params.yaml.")) -> None:
     """Write Label Studio tasks (tasks.json) and the labelling config (config.xml) for units."""
-    from pipeline import annotate, labelstudio
     from pipeline import classify as cl
-    from pipeline.model import ModelIntegrityError
+    from pipeline import labelstudio
+    from pipeline.labels import labelled_texts
 
     units = _pool(pool, sentences)
-    skip = set() if include_labelled else set(annotate.labelled_texts(_labels_dir(labels_dir))["text_hash"])
-    classifier = None
-    if predictions:
-        try:
-            classifier = cl.load_model(model)
-        except (FileNotFoundError, ModelIntegrityError) as exc:
-            _fail(str(exc))
+    skip = set() if include_labelled else set(labelled_texts(_labels_dir(labels_dir))["text_hash"])
+    classifier = cl.load_model(model) if predictions else None
     tasks_path, config_path, n = labelstudio.export_tasks(units, out_dir, classifier, skip)
     out.print(f"{n} task(s) → {tasks_path}; labelling config → {config_path}. In Label Studio: create a "
               "project, paste config.xml under Labeling Interface > Code, import tasks.json; when done, "
@@ -382,11 +388,8 @@ def labels_import_ls(export: Path = typer.Argument(..., help="Label Studio expor
     """Turn a Label Studio JSON export into label file(s); rejected annotations are listed, not dropped."""
     from pipeline import labelstudio
 
-    try:
-        imported = labelstudio.import_export(export)
-        written = labelstudio.write_import(imported, out_path, rejected or export.with_suffix(".rejected.csv"))
-    except (ValueError, OSError) as exc:
-        _fail(str(exc))
+    imported = labelstudio.import_export(export)
+    written = labelstudio.write_import(imported, out_path, rejected or export.with_suffix(".rejected.csv"))
     errors = _print_issues(imported.issues)
     out.print(f"{len(imported.rows)} annotation(s) → {', '.join(str(p) for p in written)}; "
               f"{imported.cancelled} cancelled skipped"
@@ -404,15 +407,12 @@ def labels_audit(out_path: Path = typer.Option(..., "--out", help="Review queue 
                                                                       "model disagrees with."),
                  labels_dir: Optional[Path] = typer.Option(None, help="Default: paths.labels in params.yaml.")) -> None:
     """Rank labels the model (trained without their document) confidently disagrees with. Edits nothing."""
-    from pipeline import annotate
+    from pipeline import audit
 
     params = config.load_params()
-    try:
-        frame = annotate.audit(_labels_dir(labels_dir), _units(sentences), params["train"],
-                               annotate.read_oof(oof) if oof else None, include_agreeing=all_labels)
-    except ValueError as exc:
-        _fail(str(exc))
-    annotate.write_audit(frame, out_path)
+    frame = audit.audit(_labels_dir(labels_dir), _units(sentences), params["train"],
+                        audit.read_oof(oof) if oof else None, include_agreeing=all_labels)
+    audit.write_audit(frame, out_path)
     console = Console()
     table = Table("rank", "given", "model", "quality", "sent_id", "text", title="Labels to review first")
     for r in frame.head(10).itertuples():

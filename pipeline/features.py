@@ -18,6 +18,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.pipeline import Pipeline
 
+from pipeline.errors import UsageError
 from pipeline.ingest import normalise_many
 
 TEXT, HEADING = "text_norm", "heading_norm"
@@ -141,21 +142,21 @@ def _tfidf(hasher: BaseEstimator) -> Pipeline:
     return Pipeline([("hash", hasher), ("tfidf", TfidfTransformer(sublinear_tf=True))])
 
 
-def build_features(params: dict[str, Any]) -> ColumnTransformer:
-    """The feature union selected by params (train section of params.yaml)."""
-    lo, hi = int(params.get("char_ngram_min", 1)), int(params.get("char_ngram_max", 3))
-    n = int(params.get("char_features", 2 ** 18))
-    blocks = [("char", _tfidf(CharNgramHasher((lo, hi), n)), TEXT)]
+def build_features(char_ngram_range: tuple[int, int] = (1, 3), char_features: int = 2 ** 18,
+                   word_features: bool = False, word_tokenizer: str = "jieba", word_weight: float = 1.0,
+                   heading_features: bool = False, heading_weight: float = 0.5) -> ColumnTransformer:
+    """The feature union `DomainClassifier` asks for: character n-grams, optionally jieba/HanLP words
+    and the heading as its own block."""
+    blocks = [("char", _tfidf(CharNgramHasher(char_ngram_range, char_features)), TEXT)]
     weights = {"char": 1.0}
-    if params.get("word_features", False):
-        tokenizer = params.get("word_tokenizer", "jieba")
-        if tokenizer not in WORD_TOKENIZERS:
-            raise ValueError(f"unknown word_tokenizer '{tokenizer}' ({', '.join(WORD_TOKENIZERS)})")
-        words = HashingVectorizer(analyzer=WORD_TOKENIZERS[tokenizer], n_features=n // 2, alternate_sign=False,
-                                  norm=None, lowercase=False)
+    if word_features:
+        if word_tokenizer not in WORD_TOKENIZERS:
+            raise UsageError(f"unknown word_tokenizer '{word_tokenizer}' ({', '.join(WORD_TOKENIZERS)})")
+        words = HashingVectorizer(analyzer=WORD_TOKENIZERS[word_tokenizer], n_features=char_features // 2,
+                                  alternate_sign=False, norm=None, lowercase=False)
         blocks.append(("word", _tfidf(words), TEXT))
-        weights["word"] = float(params.get("word_weight", 1.0))
-    if params.get("heading_features", True):
-        blocks.append(("heading", _tfidf(CharNgramHasher((1, 2), n // 4)), HEADING))
-        weights["heading"] = float(params.get("heading_weight", 0.5))
+        weights["word"] = word_weight
+    if heading_features:
+        blocks.append(("heading", _tfidf(CharNgramHasher((1, 2), char_features // 4)), HEADING))
+        weights["heading"] = heading_weight
     return ColumnTransformer(blocks, transformer_weights=weights, sparse_threshold=1.0)

@@ -20,15 +20,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterator
 
+from pipeline.errors import IngestError
+
 TEXT_SUFFIXES = {".txt", ".md", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
 DOCX_SUFFIXES = {".docx"}
 TABLE_SUFFIXES = {".jsonl", ".csv"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | DOCX_SUFFIXES | TABLE_SUFFIXES
-
-
-class IngestError(Exception):
-    """A file that cannot be read; the message names the file and, where known, the line."""
 
 
 @dataclass
@@ -300,6 +298,11 @@ def iter_paths(inputs: list[str | Path]) -> Iterator[Path]:
                               and not p.name.startswith("."))
         else:
             yield path
+
+
+def is_sentence_table(path: str | Path) -> bool:
+    """Whether a file holds already-split sentences (one unit per row) rather than a report."""
+    return Path(path).suffix.lower() in TABLE_SUFFIXES
 
 
 def doc_id_for(path: Path) -> str:

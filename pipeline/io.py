@@ -14,6 +14,8 @@ from typing import Iterator
 
 import pandas as pd
 
+from pipeline.errors import UsageError
+
 TABLE_FORMATS = (".jsonl", ".csv", ".parquet")
 
 
@@ -47,7 +49,7 @@ def write_text(target: str | Path, text: str) -> None:
 def table_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in TABLE_FORMATS:
-        raise ValueError(f"{path}: output format is chosen by extension: {', '.join(TABLE_FORMATS)}")
+        raise UsageError(f"{path}: output format is chosen by extension: {', '.join(TABLE_FORMATS)}")
     return suffix
 
 

@@ -1,4 +1,5 @@
-"""Read, validate and merge the hand-made label files into the one table that training reads.
+"""The label files' one home: parse, validate (in memory or on disk), merge, join to units for
+training, and write rows back.
 
 Layout (see labels/GUIDE.md):
 - ``labels/annotations/*.csv``: one file per annotator or batch, so that nobody edits another's file;
@@ -16,14 +17,16 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 
+from pipeline.errors import LabelError
 from pipeline.ingest import fold
+from pipeline.io import atomic_path
 from pipeline.segment import text_hash
 from pipeline.taxonomy import domain_ids, suggest_id
 
@@ -32,6 +35,7 @@ OPTIONAL_COLUMNS = ["source"]
 REQUIRED = ["text", "domains", "annotator"]
 MAX_DOMAINS = 3
 EXAMPLE_SOURCE = "codebook"
+_ANNOTATOR = re.compile(r"[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -62,15 +66,23 @@ def label_files(labels_dir: str | Path) -> dict[str, list[Path]]:
     }
 
 
+def read_csv_records(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (line, fields) records of a CSV, numbered as a spreadsheet numbers its rows."""
+    text = Path(path).read_bytes().decode("utf-8-sig")
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip() for h in next(reader, [])]
+    return header, list(enumerate(reader, 2))
+
+
 def read_label_file(path: str | Path, kind: str = "annotation") -> tuple[pd.DataFrame, list[Issue]]:
     """Parse and validate one label file. Rows with errors are dropped from the returned frame."""
     path = Path(path)
     name = str(path)
-    issues: list[Issue] = []
     try:
         raw = path.read_bytes()
     except OSError as exc:
         return _empty(), [Issue(name, 0, "error", f"cannot read ({exc.strerror})")]
+    issues: list[Issue] = []
     if not raw.startswith(b"\xef\xbb\xbf"):
         issues.append(Issue(name, 0, "warning", "no UTF-8 BOM: Excel and WPS may show the Chinese text garbled"))
     try:
@@ -80,15 +92,34 @@ def read_label_file(path: str | Path, kind: str = "annotation") -> tuple[pd.Data
         return _empty(), [Issue(name, line, "error", "not UTF-8 (save it as 'CSV UTF-8')")]
     reader = csv.reader(io.StringIO(text))
     header = [h.strip() for h in next(reader, [])]
+    frame, found = validate_records(header, enumerate(reader, 2), name, kind)
+    return frame, issues + found
+
+
+def validate_rows(rows: Sequence[dict[str, Any] | None], shown_as: str,
+                  kind: str = "annotation") -> tuple[pd.DataFrame, list[Issue]]:
+    """Validate rows held in memory exactly as `labels check` validates a file: row i is line i+2
+    of `shown_as`; a `None` entry holds a line number without a row."""
+    records = ((i + 2, [str(row.get(c) or "") for c in COLUMNS] if row is not None else [])
+               for i, row in enumerate(rows))
+    return validate_records(COLUMNS, records, shown_as, kind)
+
+
+def validate_records(header: list[str], records: Iterable[tuple[int, list[str]]], name: str,
+                     kind: str = "annotation") -> tuple[pd.DataFrame, list[Issue]]:
+    """The one validator: (line, fields) records under `header` → valid rows and the issues found."""
     missing = [c for c in COLUMNS if c not in header]
     if missing:
-        return _empty(), issues + [Issue(name, 1, "error", f"missing column(s): {', '.join(missing)} "
-                                                            f"(expected {','.join(COLUMNS)})")]
+        return _empty(), [Issue(name, 1, "error", f"missing column(s): {', '.join(missing)} "
+                                                  f"(expected {','.join(COLUMNS)})")]
+    issues: list[Issue] = []
     if header[: len(COLUMNS)] != COLUMNS:
         issues.append(Issue(name, 1, "warning", f"columns out of the standard order {','.join(COLUMNS)}"))
     known = set(domain_ids())
-    rows, seen_ids, seen_hashes = [], {}, {}
-    for lineno, fields in enumerate(reader, 2):
+    rows: list[dict[str, Any]] = []
+    seen_ids: dict[str, int] = {}
+    seen_hashes: dict[str, int] = {}
+    for lineno, fields in records:
         if not any(f.strip() for f in fields):
             continue
         if len(fields) != len(header):
@@ -105,7 +136,7 @@ def read_label_file(path: str | Path, kind: str = "annotation") -> tuple[pd.Data
             bad.append(f"{len(ids)} domain ids; at most {MAX_DOMAINS} (primary first)")
         if len(set(ids)) != len(ids):
             bad.append("the same id twice in 'domains'")
-        computed = text_hash(fold([row.get("text", "")])[0])
+        computed = hash_text(row.get("text", ""))
         if row.get("text_hash") and row["text_hash"] != computed:
             bad.append(f"text_hash {row['text_hash']} does not match the text (expected {computed}); "
                        "was the text edited?")
@@ -124,6 +155,11 @@ def read_label_file(path: str | Path, kind: str = "annotation") -> tuple[pd.Data
             "file": name, "line": lineno,
         })
     return (pd.DataFrame(rows) if rows else _empty()), issues
+
+
+def hash_text(text: str) -> str:
+    """The text hash of a label row's text (the same identity the segmenter gives a unit)."""
+    return text_hash(fold([text])[0])
 
 
 def _empty() -> pd.DataFrame:
@@ -219,93 +255,98 @@ def load_labels(labels_dir: str | Path, include_examples: bool = True, units: pd
     errors = [i for i in issues if i.level == "error"]
     if strict and errors:
         shown = "\n".join(str(e) for e in errors[:20])
-        raise ValueError(f"{len(errors)} label error(s); run `policy-domains labels check`:\n{shown}")
+        raise LabelError(f"{len(errors)} label error(s); run `policy-domains labels check`:\n{shown}")
     if include_examples:
         frames, _ = read_all(labels_dir)
         merged = pd.concat([merged, examples_table(frames["codebook"])], ignore_index=True)
     return merged
 
 
-# ---------------------------------------------------------------- agreement
-
-def cohen_kappa(a: Iterable[str], b: Iterable[str]) -> float:
-    a, b = list(a), list(b)
-    cats = sorted(set(a) | set(b))
-    if not a:
-        return float("nan")
-    po = np.mean([x == y for x, y in zip(a, b)])
-    pe = sum((a.count(c) / len(a)) * (b.count(c) / len(b)) for c in cats)
-    return float((po - pe) / (1 - pe)) if pe < 1 else 1.0
 
 
-def krippendorff_alpha_nominal(units: list[list[str]]) -> float:
-    """Krippendorff's alpha for nominal data; each item is the list of values coders gave one unit."""
-    units = [u for u in units if len(u) >= 2]
-    cats = sorted({v for u in units for v in u})
-    index = {c: i for i, c in enumerate(cats)}
-    coincidence = np.zeros((len(cats), len(cats)))
-    for u in units:
-        m = len(u)
-        for i, x in enumerate(u):
-            for j, y in enumerate(u):
-                if i != j:
-                    coincidence[index[x], index[y]] += 1 / (m - 1)
-    n = coincidence.sum()
-    if n <= 1:
-        return float("nan")
-    totals = coincidence.sum(axis=1)
-    observed = n - np.trace(coincidence)
-    expected = (n * n - (totals ** 2).sum()) / (n - 1)
-    return float(1 - observed / expected) if expected else 1.0
-
-
-def agreement(annotations: pd.DataFrame) -> dict:
-    """Primary-domain agreement on units labelled by two or more annotators, and the disagreements."""
-    multi = annotations.groupby("text_hash").filter(lambda g: g["annotator"].nunique() >= 2)
-    if multi.empty:
-        return {"units": 0, "kappa": None, "alpha": None, "pairs": {}, "disagreements": pd.DataFrame()}
-    prim = multi.assign(primary=multi["domains"].map(lambda d: d[0]))
-    by_unit = prim.groupby("text_hash")
-    alpha = krippendorff_alpha_nominal([list(g["primary"]) for _, g in by_unit])
-    pairs: dict[str, dict] = {}
-    wide = prim.pivot_table(index="text_hash", columns="annotator", values="primary", aggfunc="first")
-    names = list(wide.columns)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            both = wide[[a, b]].dropna()
-            if len(both):
-                pairs[f"{a}~{b}"] = {"units": len(both), "kappa": round(cohen_kappa(both[a], both[b]), 4),
-                                     "raw_agreement": round(float((both[a] == both[b]).mean()), 4)}
-    disagreements = []
-    for h, g in by_unit:
-        if g["primary"].nunique() > 1:
-            disagreements.append({"text_hash": h, "sent_id": g["sent_id"].iloc[0], "text": g["text"].iloc[0],
-                                  "labels": "; ".join(f"{a}={'|'.join(d)}" for a, d in zip(g["annotator"], g["domains"]))})
-    kappas = [p["kappa"] for p in pairs.values()]
-    # primaries can agree while secondaries differ: the share of units whose full id lists are identical
-    same_set = by_unit["domains"].agg(lambda ds: len({"|".join(d) for d in ds}) == 1)
-    return {"units": int(by_unit.ngroups), "kappa": round(float(np.mean(kappas)), 4) if kappas else None,
-            "alpha": round(alpha, 4), "exact_label_agreement": round(float(same_set.mean()), 4),
-            "pairs": pairs, "disagreements": pd.DataFrame(disagreements)}
-
-
-def stats(labels_dir: str | Path, units: pd.DataFrame | None = None) -> dict:
-    """Counts per domain, annotator and document; corpus coverage; agreement."""
+def labelled_texts(labels_dir: str | Path) -> pd.DataFrame:
+    """text_hash and text of every row of every label file (annotations, adjudicated, examples)."""
     frames, _ = read_all(labels_dir)
-    ann, adj, ex = frames["annotation"], frames["adjudicated"], frames["codebook"]
-    merged, conflicts = merge(ann, adj)
-    out = {
-        "annotation_rows": len(ann), "labelled_units": len(merged), "unresolved_conflicts": len(conflicts),
-        "per_domain": merged["primary"].value_counts().to_dict() if len(merged) else {},
-        "per_annotator": ann["annotator"].value_counts().to_dict() if len(ann) else {},
-        "per_document": merged["doc"].value_counts().to_dict() if len(merged) else {},
-        "examples": {"rows": len(ex),
-                     "per_domain": ex["domains"].map(lambda d: d[0]).value_counts().to_dict() if len(ex) else {},
-                     "per_author": ex["annotator"].value_counts().to_dict() if len(ex) else {}},
-        "agreement": agreement(ann),
-    }
-    if units is not None:
-        total = len(units)
-        covered = int(units["text_hash"].isin(set(merged["text_hash"])).sum())
-        out["coverage"] = {"units": total, "labelled": covered, "share": round(covered / total, 4) if total else 0.0}
-    return out
+    parts = [f[["text_hash", "text"]] for f in frames.values() if len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["text_hash", "text"])
+
+
+# ---------------------------------------------------------------- the training table
+
+TRAIN_COLUMNS = ["text_hash", "doc", "index", "text", "heading", "domains", "primary", "source"]
+
+
+def is_example(table: pd.DataFrame) -> pd.Series:
+    """Rows that are team-written codebook examples (training only, never evaluated)."""
+    return table["source"] == EXAMPLE_SOURCE
+
+
+def split_examples(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(labelled real report units, codebook examples) of a training table."""
+    mask = is_example(table)
+    return table[~mask], table[mask]
+
+
+def training_table(labels_dir: str | Path, units: pd.DataFrame, include_examples: bool = True,
+                   strict: bool = True) -> pd.DataFrame:
+    """Labelled units joined to the context the model reads (heading, document, position);
+    examples have no heading and are their own 'documents'."""
+    merged = load_labels(labels_dir, include_examples=include_examples, units=units, strict=strict)
+    context = units.drop_duplicates("text_hash").set_index("text_hash").reindex(columns=["heading", "doc", "index"])
+    real, examples = (part.copy() for part in split_examples(merged))
+    real["heading"] = real["text_hash"].map(context["heading"]).fillna("")
+    real["doc"] = real["text_hash"].map(context["doc"]).fillna(real["doc"])
+    real["index"] = real["text_hash"].map(context["index"])
+    examples["heading"] = ""
+    return pd.concat([real, examples], ignore_index=True)[TRAIN_COLUMNS]
+
+
+# ---------------------------------------------------------------- writing rows
+
+def check_annotator(name: str) -> str:
+    """Annotator names become file names: letters, digits, '_', '.', '-' only."""
+    name = name.strip()
+    if not _ANNOTATOR.fullmatch(name) or name.startswith("."):
+        raise LabelError(f"annotator name '{name}' must be letters, digits, '_', '.' or '-' (it names a file)")
+    return name
+
+
+def write_label_rows(path: str | Path, rows: Iterable[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> Path:
+    """Write a label-format CSV atomically, UTF-8 with BOM (so Excel/WPS show the Chinese correctly)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return Path(path)
+
+
+def write_records(path: str | Path, header: list[str], records: Iterable[list[str]]) -> None:
+    """Rewrite a CSV from raw records (a queue keeps its rows exactly as the annotator left them)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(records)
+
+
+def append_label_rows(target: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Append in the file's own column order, rewriting the whole file atomically (BOM kept/added)."""
+    target = Path(target)
+    if target.exists():
+        raw = target.read_bytes().decode("utf-8-sig")
+        header = [h.strip() for h in next(csv.reader(io.StringIO(raw)), [])] or COLUMNS
+    else:
+        raw, header = "", COLUMNS
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", lineterminator="\r\n")
+    if not raw:
+        writer.writeheader()
+    elif not raw.endswith(("\n", "\r")):
+        buffer.write("\r\n")
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in header})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"\xef\xbb\xbf" + (raw + buffer.getvalue()).encode("utf-8"))

@@ -23,9 +23,9 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import pandas as pd
 
-from pipeline.annotate import check_annotator, validate_rows, write_label_rows
 from pipeline.io import write_text
-from pipeline.labels import Issue
+from pipeline.errors import LabelError
+from pipeline.labels import Issue, check_annotator, validate_rows, write_label_rows
 from pipeline.taxonomy import load_taxonomy
 
 FROM_NAME = "domains"
@@ -136,13 +136,13 @@ def read_export(path: str | Path) -> list[dict[str, Any]]:
     try:
         payload = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+        raise LabelError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
     if isinstance(payload, dict):
         payload = [payload]
     if not isinstance(payload, list) or any(not isinstance(t, dict) or "data" not in t for t in payload):
-        raise ValueError(f"{path}: expected Label Studio's 'JSON' export: a list of tasks with 'data'")
+        raise LabelError(f"{path}: expected Label Studio's 'JSON' export: a list of tasks with 'data'")
     if payload and all("annotations" not in t for t in payload):
-        raise ValueError(f"{path}: no 'annotations' in any task; export with the 'JSON' format "
+        raise LabelError(f"{path}: no 'annotations' in any task; export with the 'JSON' format "
                          "(not JSON-MIN or CSV)")
     return payload
 
@@ -214,7 +214,7 @@ def write_import(imported: Imported, out: str | Path, rejects: str | Path) -> li
         for r in imported.rows:
             other = texts.setdefault(r["text_hash"], r["annotator"])
             if other != r["annotator"]:
-                raise ValueError(f"{r['sent_id'] or r['text'][:20]} was labelled by {other} and {r['annotator']}: "
+                raise LabelError(f"{r['sent_id'] or r['text'][:20]} was labelled by {other} and {r['annotator']}: "
                                  "one label file holds one row per unit; pass a folder as --out to get one "
                                  "file per annotator")
         written.append(write_label_rows(out, imported.rows))

@@ -13,35 +13,30 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import VotingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
+from pipeline.errors import LabelError, ModelError, ModelIntegrityError, UsageError
 from pipeline.features import build_features, model_input
+from pipeline.io import atomic_path, write_text
 from pipeline.taxonomy import domain_ids
 
 MODEL_FILE = "model.skops"
 CHECKSUM_FILE = "model.sha256"
 
 
-class ModelIntegrityError(Exception):
-    """A model file that fails its checksum or holds untrusted types: never loaded."""
-
-
-def make_classifier(name: str, params: dict[str, Any]) -> BaseEstimator:
+def make_classifier(name: str, C: float = 1.0, class_weight: str | None = None, seed: int = 0) -> BaseEstimator:
     """A linear classifier by name (params.yaml `train.classifier`), calibrated where it needs it."""
-    seed = int(params.get("seed", 0))
-    weight = params.get("class_weight") or None
-    C = float(params.get("C", 1.0))
+    weight = class_weight or None
     if name == "logreg":
         # saga: ~2 s on the seed training set, where lbfgs took minutes on 260k hashed features
         return LogisticRegression(C=C, class_weight=weight, solver="saga", max_iter=300, tol=1e-4, random_state=seed)
@@ -51,13 +46,11 @@ def make_classifier(name: str, params: dict[str, Any]) -> BaseEstimator:
         return ComplementNB(alpha=0.3)
     if name == "ensemble":
         return VotingClassifier([
-            ("logreg", make_classifier("logreg", params)),
-            ("svm", _calibrated(make_classifier("svm", params), "sigmoid", 3)),
-            ("cnb", make_classifier("cnb", params)),
+            ("logreg", make_classifier("logreg", C, class_weight, seed)),
+            ("svm", _calibrated(make_classifier("svm", C, class_weight, seed), "sigmoid", 3)),
+            ("cnb", make_classifier("cnb")),
         ], voting="soft")
-    if name == "majority":
-        return DummyClassifier(strategy="most_frequent")
-    raise ValueError(f"unknown classifier '{name}' (logreg, svm, cnb, ensemble, majority)")
+    raise UsageError(f"unknown classifier '{name}' (logreg, svm, cnb, ensemble)")
 
 
 def _calibrated(estimator: BaseEstimator, method: str, cv: int) -> BaseEstimator:
@@ -65,31 +58,63 @@ def _calibrated(estimator: BaseEstimator, method: str, cv: int) -> BaseEstimator
 
 
 class DomainClassifier(ClassifierMixin, BaseEstimator):
-    """Units frame in, probabilities over all domain ids out (scikit-learn estimator API)."""
+    """Units frame in, probabilities over all domain ids out (a scikit-learn estimator).
 
-    def __init__(self, params: dict[str, Any] | None = None, classifier: str | None = None) -> None:
-        self.params = params
+    Every hyperparameter is a keyword argument whose default is defined here and nowhere else;
+    `params.yaml` (section `train`) is where a user changes them. `domains` fixes the score
+    columns (the taxonomy order); without it the classes are the sorted labels seen in `fit`.
+    """
+
+    def __init__(self, *, domains: Sequence[str] | None = None, classifier: str = "svm", C: float = 16.0,
+                 class_weight: str | None = "balanced", char_ngram_min: int = 1, char_ngram_max: int = 3,
+                 char_features: int = 2 ** 18, word_features: bool = False, word_weight: float = 1.0,
+                 word_tokenizer: str = "jieba", heading_features: bool = False, heading_weight: float = 0.5,
+                 context_smoothing: float = 0.5, context_window: int = 3, other_weight: float = 0.8,
+                 calibration: str = "sigmoid", calibration_cv: int = 3, seed: int = 13) -> None:
+        self.domains = domains
         self.classifier = classifier
+        self.C = C
+        self.class_weight = class_weight
+        self.char_ngram_min = char_ngram_min
+        self.char_ngram_max = char_ngram_max
+        self.char_features = char_features
+        self.word_features = word_features
+        self.word_weight = word_weight
+        self.word_tokenizer = word_tokenizer
+        self.heading_features = heading_features
+        self.heading_weight = heading_weight
+        self.context_smoothing = context_smoothing
+        self.context_window = context_window
+        self.other_weight = other_weight
+        self.calibration = calibration
+        self.calibration_cv = calibration_cv
+        self.seed = seed
 
     def _pipeline(self, y: np.ndarray) -> Pipeline:
-        params = self.params or {}
-        name = self.classifier or params.get("classifier", "logreg")
-        clf = make_classifier(name, params)
-        method, cv = params.get("calibration", "sigmoid"), int(params.get("calibration_cv", 3))
+        clf = make_classifier(self.classifier, float(self.C), self.class_weight, int(self.seed))
+        method, cv = self.calibration, int(self.calibration_cv)
         counts = pd.Series(y).value_counts()
-        if name == "svm" and method != "none" and counts.min() >= cv:
+        if self.classifier == "svm" and method != "none" and counts.min() >= cv:
             clf = _calibrated(clf, method, cv)
-        elif name == "svm":  # too few examples to calibrate: still need probabilities
+        elif self.classifier == "svm":  # too few examples to calibrate: still need probabilities
             if counts.min() < 2:
                 rare = ", ".join(f"{d} ({n})" for d, n in counts[counts < 2].items())
-                raise ValueError(f"too few training units for a probability model: {rare}; the SVM needs at least "
+                raise LabelError(f"too few training units for a probability model: {rare}; the SVM needs at least "
                                  "2 per domain present (add labels or codebook examples, or drop the domain)")
             clf = _calibrated(clf, "sigmoid", max(2, min(cv, int(counts.min()))))
-        return Pipeline([("features", build_features(params)), ("clf", clf)])
+        features = build_features(
+            char_ngram_range=(int(self.char_ngram_min), int(self.char_ngram_max)),
+            char_features=int(self.char_features), word_features=bool(self.word_features),
+            word_tokenizer=self.word_tokenizer, word_weight=float(self.word_weight),
+            heading_features=bool(self.heading_features), heading_weight=float(self.heading_weight))
+        return Pipeline([("features", features), ("clf", clf)])
 
     def fit(self, units: pd.DataFrame, y: Any) -> "DomainClassifier":
         y = np.asarray(y)
-        self.classes_ = np.array(domain_ids())
+        self.classes_ = np.array(list(self.domains) if self.domains is not None else sorted(set(y)))
+        unknown = set(y) - set(self.classes_)
+        if unknown:
+            raise LabelError(f"labels outside the domain list: {sorted(unknown)}")
         self.pipeline_ = self._pipeline(y).fit(model_input(units), y)
         return self
 
@@ -98,15 +123,12 @@ class DomainClassifier(ClassifierMixin, BaseEstimator):
         full = np.zeros((len(units), len(self.classes_)))
         seen = list(self.pipeline_.classes_)
         full[:, [list(self.classes_).index(c) for c in seen]] = proba
-        params = self.params or {}
         if {"doc", "index"} <= set(units.columns):
-            full = smooth_in_documents(full, units["doc"], units["index"],
-                                       float(params.get("context_smoothing", 0.0)),
-                                       int(params.get("context_window", 0)))
-        other_weight = float(params.get("other_weight", 1.0))
-        if other_weight != 1.0 and "other" in self.classes_:
+            full = smooth_in_documents(full, units["doc"], units["index"], float(self.context_smoothing),
+                                       int(self.context_window))
+        if self.other_weight != 1.0 and "other" in self.classes_:
             # `other` is what unfamiliar text falls back to; a weight < 1 asks for more evidence
-            full[:, list(self.classes_).index("other")] *= other_weight
+            full[:, list(self.classes_).index("other")] *= float(self.other_weight)
             full /= np.maximum(full.sum(axis=1, keepdims=True), 1e-12)
         return full
 
@@ -142,12 +164,21 @@ def smooth_in_documents(proba: np.ndarray, docs: Any, index: Any, weight: float,
     return out
 
 
-def build_estimator(params: dict[str, Any], classifier: str | None = None) -> DomainClassifier:
-    return DomainClassifier(dict(params), classifier)
+# Keys of params.yaml's `train` section that choose the training data, not the estimator.
+TRAINING_DATA_KEYS = ("use_examples",)
 
 
-def fresh(estimator: BaseEstimator) -> BaseEstimator:
-    return clone(estimator)
+def build_estimator(params: Mapping[str, Any], domains: Sequence[str] | None = None,
+                    **overrides: Any) -> DomainClassifier:
+    """The classifier configured by params.yaml's `train` section (plus overrides), over `domains`
+    (default: the taxonomy's ids). An unknown key is an error, so a typo never silently does nothing."""
+    settings = {k: v for k, v in {**params, **overrides}.items() if k not in TRAINING_DATA_KEYS}
+    unknown = sorted(set(settings) - set(DomainClassifier._get_param_names()))
+    if unknown:
+        raise UsageError(f"params.yaml train: unknown key(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(DomainClassifier._get_param_names())})")
+    settings.pop("domains", None)
+    return DomainClassifier(domains=tuple(domains or domain_ids()), **settings)
 
 
 # ---------------------------------------------------------------- persistence
@@ -180,7 +211,6 @@ def trusted_types() -> list[str]:
         "sklearn.calibration._SigmoidCalibration",
         "sklearn.isotonic.IsotonicRegression",
         "sklearn.preprocessing._label.LabelEncoder",
-        "sklearn.dummy.DummyClassifier",
         "sklearn.utils._bunch.Bunch",
         "builtins.slice",
         "numpy.float64", "numpy.int64", "numpy.dtype", "numpy.ndarray",
@@ -191,8 +221,6 @@ def trusted_types() -> list[str]:
 def save_model(model: DomainClassifier, model_dir: str | Path, card: dict[str, Any] | None = None) -> Path:
     """Write model.skops, its checksum and (optionally) the model card, each atomically."""
     import skops.io as sio
-
-    from pipeline.io import atomic_path, write_text
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +241,7 @@ def load_model(model_dir: str | Path) -> DomainClassifier:
     path = model_dir / MODEL_FILE if model_dir.is_dir() else model_dir
     sums = path.parent / CHECKSUM_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no model here; run `dvc repro` (or `policy-domains train`) first")
+        raise ModelError(f"{path}: no model here; run `dvc repro` (or `make run`) to train one, or pass --model DIR")
     if not sums.exists():
         raise ModelIntegrityError(f"{path}: no {CHECKSUM_FILE} beside the model; refusing to load an unverified file")
     expected = sums.read_text(encoding="utf-8").split()[0]

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline import charts
+from pipeline.errors import UsageError
 from pipeline.io import read_table, write_text
 from pipeline.taxonomy import domain_ids, zh_names
 
@@ -30,7 +31,7 @@ def load_result(path: str | Path) -> pd.DataFrame:
     frame = read_table(path)
     missing = {"doc", "text", "domain"} - set(frame.columns)
     if missing:
-        raise ValueError(f"{path}: not a classification result (missing columns {sorted(missing)}); "
+        raise UsageError(f"{path}: not a classification result (missing columns {sorted(missing)}); "
                          "produce one with `policy-domains classify`")
     frame["doc"] = frame["doc"].astype(str)
     frame["text"] = frame["text"].fillna("").astype(str)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
-from pipeline.ingest import Document, SentenceTable, Source, fold, normalise_many
+from pipeline.errors import IngestError
+from pipeline.ingest import Document, SentenceTable, Source, fold, iter_paths, normalise_many, read_source
 
 UNIT_COLUMNS = ["doc", "sent_id", "index", "text", "text_norm", "text_hash", "heading",
                 "is_heading", "position"]
@@ -167,11 +169,16 @@ def _frame(doc_id: str, texts: list[str], headings: list[str], is_heading: list[
 
 
 def table_units(table: SentenceTable) -> pd.DataFrame:
-    """Units of an already-split sentence table: one per row, as given; other columns pass through."""
+    """Units of an already-split sentence table: one per row, as given; other columns pass through.
+
+    A table's own `sent_id` is kept (ids must survive a round trip through a spreadsheet or a
+    queue); rows without one get ``<doc>:<row>``."""
     rows = table.rows
     frame = _frame(table.doc_id, [str(r.get("text") or "") for r in rows],
                    [str(r.get("heading") or "") for r in rows], [False] * len(rows), None,
                    docs=[str(r.get("doc") or table.doc_id) for r in rows])
+    if "sent_id" in rows[0]:
+        frame["sent_id"] = [str(r.get("sent_id") or s) for r, s in zip(rows, frame["sent_id"])]
     extra = pd.DataFrame(rows).drop(columns=[c for c in UNIT_COLUMNS if c in rows[0]], errors="ignore")
     return pd.concat([frame, extra.reset_index(drop=True)], axis=1)
 
@@ -182,8 +189,22 @@ def segment_source(source: Source, params: SegmentParams | None = None) -> pd.Da
     return segment_document(source, params)
 
 
-def segment_sources(sources: Iterable[Source], params: SegmentParams | None = None) -> pd.DataFrame:
-    frames = [segment_source(s, params) for s in sources]
+def units_from_path(path: str | Path, params: SegmentParams | None = None, doc_id: str | None = None) -> pd.DataFrame:
+    """The units of one input file: the one recipe (read, clean, cut) every command uses.
+
+    A report is cut with `params` (the `segment` section of params.yaml); a sentence table gives
+    one unit per row. Raises `IngestError` naming the file when it cannot be read or holds no text.
+    """
+    params = params or SegmentParams()
+    units = segment_source(read_source(path, doc_id, params.heading_max_chars), params)
+    if units.empty:
+        raise IngestError(f"{path}: no sentences found")
+    return units
+
+
+def units_from_paths(inputs: Iterable[str | Path], params: SegmentParams | None = None) -> pd.DataFrame:
+    """The units of every file under `inputs`, concatenated (the first unreadable file raises)."""
+    frames = [units_from_path(p, params) for p in iter_paths(list(inputs))]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=UNIT_COLUMNS)
 
 

@@ -8,6 +8,7 @@ from functools import lru_cache
 import yaml
 
 from pipeline.config import project_root
+from pipeline.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def load_taxonomy(path: str | None = None) -> tuple[Domain, ...]:
     )
     ids = [d.id for d in domains]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: duplicate domain ids")
+        raise UsageError(f"{path}: duplicate domain ids")
     return domains
 
 

@@ -12,27 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sklearn.base import clone
 
-from pipeline import labels as labels_mod
 from pipeline.config import project_root
+from pipeline.errors import LabelError
+from pipeline.evaluate import PROTOCOL, evaluate, has_two_documents
 from pipeline.io import write_text
+from pipeline.labels import split_examples, training_table
 from pipeline.model import DomainClassifier, build_estimator, save_model
-
-TRAIN_COLUMNS = ["text_hash", "doc", "index", "text", "heading", "domains", "primary", "source"]
-
-
-def training_table(labels_dir: str | Path, units: pd.DataFrame, include_examples: bool = True,
-                   strict: bool = True) -> pd.DataFrame:
-    """Labelled units with the context the model reads; examples have no heading and own 'docs'."""
-    merged = labels_mod.load_labels(labels_dir, include_examples=include_examples, units=units, strict=strict)
-    context = units.drop_duplicates("text_hash").set_index("text_hash").reindex(columns=["heading", "doc", "index"])
-    real = merged[merged["source"] != labels_mod.EXAMPLE_SOURCE].copy()
-    real["heading"] = real["text_hash"].map(context["heading"]).fillna("")
-    real["doc"] = real["text_hash"].map(context["doc"]).fillna(real["doc"])
-    real["index"] = real["text_hash"].map(context["index"])
-    examples = merged[merged["source"] == labels_mod.EXAMPLE_SOURCE].copy()
-    examples["heading"] = ""
-    return pd.concat([real, examples], ignore_index=True)[TRAIN_COLUMNS]
 
 
 def git_commit() -> str:
@@ -43,31 +30,19 @@ def git_commit() -> str:
         return "unknown"
 
 
-def fit(table: pd.DataFrame, params: dict[str, Any], classifier: str | None = None) -> DomainClassifier:
-    target = table["primary"]
-    return build_estimator(params, classifier).fit(table, target)
-
-
-def held_out_metrics(table: pd.DataFrame, params: dict[str, Any], min_support: int = 10) -> dict[str, Any]:
-    """Leave-one-document-out figures of exactly this configuration, for the card beside the model.
-
-    The evaluate stage compares candidates and baselines on the same folds; this is only the
-    shipped model's row, so that the card travels with the model it describes.
-    """
-    from pipeline.evaluate import lodo, score, sklearn_fitter
-
-    real = table[table["source"] != labels_mod.EXAMPLE_SOURCE]
-    if real["doc"].nunique() < 2:
+def held_out_metrics(table: pd.DataFrame, estimator: DomainClassifier, use_examples: bool,
+                     min_support: int = 10) -> dict[str, Any]:
+    """Leave-one-document-out figures of exactly this configuration, for the card beside the model."""
+    if not has_two_documents(table):
         return {"note": "fewer than two annotated documents: no held-out figures"}
-    result = score(lodo(table, sklearn_fitter(params), bool(params.get("use_examples", True))), min_support)
+    result = evaluate(table, estimator, use_examples, min_support).scores
     keep = ("units", "accuracy", "lenient_accuracy", "macro_f1", "macro_f1_supported", "weighted_f1", "per_document")
-    return {"protocol": "leave-one-document-out over annotated real text; codebook examples never evaluated",
-            **{k: result[k] for k in keep},
+    return {"protocol": PROTOCOL, **{k: result[k] for k in keep},
             "per_domain_f1": {d: m["f1"] for d, m in result["per_domain"].items() if m["support"]}}
 
 
 def model_card(table: pd.DataFrame, params: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
-    real = table[table["source"] != labels_mod.EXAMPLE_SOURCE]
+    real, _ = split_examples(table)
     return {
         "name": "policy-domains",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -114,11 +89,13 @@ def card_markdown(card: dict[str, Any]) -> str:
 def train(units: pd.DataFrame, labels_dir: str | Path, model_dir: str | Path,
           params: dict[str, Any], min_support: int = 10) -> tuple[DomainClassifier, dict[str, Any]]:
     """Fit on all labels, measure the same configuration held out, save model + card; returns both."""
-    table = training_table(labels_dir, units, include_examples=bool(params.get("use_examples", True)))
+    use_examples = bool(params.get("use_examples", True))
+    table = training_table(labels_dir, units, include_examples=use_examples)
     if table.empty:
-        raise ValueError(f"no labelled units under {labels_dir}: annotate some first (see labels/GUIDE.md)")
-    model = fit(table, params)
-    card = model_card(table, params, held_out_metrics(table, params, min_support))
+        raise LabelError(f"no labelled units under {labels_dir}: annotate some first (see labels/GUIDE.md)")
+    estimator = build_estimator(params)
+    model = clone(estimator).fit(table, table["primary"])
+    card = model_card(table, params, held_out_metrics(table, estimator, use_examples, min_support))
     save_model(model, model_dir, card)
     write_text(Path(model_dir) / "model_card.md", card_markdown(card))
     return model, card

@@ -32,7 +32,7 @@ def label_row():
 TINY_PARAMS = {"classifier": "svm", "C": 4.0, "class_weight": "balanced", "char_ngram_min": 1,
                "char_ngram_max": 2, "char_features": 2 ** 14, "word_features": False,
                "heading_features": True, "calibration": "none", "seed": 0,
-               "context_smoothing": 0.5, "context_window": 2}
+               "context_smoothing": 0.5, "context_window": 2, "other_weight": 1.0}
 TINY_TRAINING = {
     "ecology": ["加强生态保护修复。", "治理大气污染。", "推进河湖治理与生态修复。", "打好蓝天保卫战。"],
     "industry": ["发展先进制造业集群。", "壮大制造业产业链。", "培育新兴产业集群。", "推动工业转型升级。"],

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import write_labels
-from pipeline import annotate, labels
+from pipeline import annotate, audit, labels
+from pipeline.errors import LabelError
 from pipeline.ingest import fold
 from pipeline.labels import COLUMNS
 from pipeline.model import build_estimator, save_model
@@ -80,7 +81,7 @@ def test_suggest_skips_labelled_and_duplicate_units(tmp_path: Path, tiny_model, 
                         ("d2", "稳步推进城市更新行动。"),       # the same text in another document
                         ("d2", "完善公共法律服务体系。"),
                         ("d2", "提升基层社会治理水平。")])
-    result = annotate.suggest(pool, tiny_model, annotate.labelled_texts(tmp_path), n=10)
+    result = annotate.suggest(pool, tiny_model, labels.labelled_texts(tmp_path), n=10)
     queue = result.queue
     assert sorted(queue["text"]) == sorted(["稳步推进城市更新行动。", "完善公共法律服务体系。", "提升基层社会治理水平。"])
     assert result.skipped_labelled == 3 and result.skipped_duplicates == 1
@@ -219,7 +220,7 @@ def test_accept_refuses_a_unit_already_in_the_annotators_file(tmp_path: Path) ->
 
 def test_accept_rejects_unsafe_annotator_names(tmp_path: Path) -> None:
     queue = write_queue(tmp_path / "q.csv", [])
-    with pytest.raises(ValueError, match="names a file"):
+    with pytest.raises(LabelError, match="names a file"):
         annotate.accept(queue, "../evil", tmp_path)
 
 
@@ -240,10 +241,10 @@ def test_audit_ranks_a_planted_wrong_label_first(tmp_path: Path) -> None:
     labels_dir = tmp_path / "labels"
     write_labels(labels_dir / "annotations" / "t.csv", rows)
     before = (labels_dir / "annotations" / "t.csv").read_bytes()
-    queue = annotate.audit(labels_dir, units_frame(units), PARAMS)
+    queue = audit.audit(labels_dir, units_frame(units), PARAMS)
     assert queue.iloc[0]["text"] == wrong and queue.iloc[0]["rank"] == 1
     assert queue.iloc[0]["given"] == "education" and queue.iloc[0]["suggestion"] == "ecology"
     assert queue.iloc[0]["label_quality"] == queue["label_quality"].min()
     assert (labels_dir / "annotations" / "t.csv").read_bytes() == before  # audit never edits labels
-    out = annotate.write_audit(queue, tmp_path / "audit.csv")
-    assert list(pd.read_csv(out, encoding="utf-8-sig").columns) == annotate.AUDIT_COLUMNS
+    out = audit.write_audit(queue, tmp_path / "audit.csv")
+    assert list(pd.read_csv(out, encoding="utf-8-sig").columns) == audit.AUDIT_COLUMNS

@@ -93,7 +93,7 @@ def test_word_tokenizer_hanlp_fails_with_the_clear_reason_when_unavailable(tmp_p
 
     monkeypatch.setenv("HANLP_HOME", str(tmp_path))
     _default_tokenizer.cache_clear()
-    features = build_features({"word_features": True, "word_tokenizer": "hanlp", "char_features": 1024})
+    features = build_features(word_features=True, word_tokenizer="hanlp", char_features=1024)
     units = pd.DataFrame({"text": ["加强生态保护。"], "heading": [""]})
     try:
         import hanlp  # noqa: F401

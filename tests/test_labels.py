@@ -7,7 +7,8 @@ import pandas as pd
 
 from conftest import write_labels
 from pipeline import labels
-from pipeline.labels import COLUMNS, check, cohen_kappa, krippendorff_alpha_nominal
+from pipeline.agreement import agreement, cohen_kappa, krippendorff_alpha_nominal
+from pipeline.labels import COLUMNS, check
 
 
 def errors(issues):
@@ -91,7 +92,7 @@ def test_agreement_separates_primary_from_full_label_lists() -> None:
         "annotator": ["a", "b", "a", "b", "a", "b", "a"],
         "domains": [["urban"], ["urban", "ecology"], ["economy"], ["economy"], ["risk"], ["governance"], ["party"]],
     })
-    result = labels.agreement(frame)
+    result = agreement(frame)
     assert result["units"] == 3  # h4 has one annotator only
     assert result["exact_label_agreement"] == round(1 / 3, 4)  # only h2's lists are identical
     assert result["pairs"]["a~b"]["raw_agreement"] == round(2 / 3, 4)  # primaries agree on h1 and h2

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline import labels
+from pipeline.errors import LabelError
 from pipeline.ingest import fold
 from pipeline.labelstudio import (annotator_name, export_tasks, import_export, label_config, read_export,
                                   write_import)
@@ -113,7 +114,7 @@ def test_round_trip_import_passes_labels_check(tmp_path: Path) -> None:
 
 def test_single_file_refuses_two_annotators_of_one_unit(tmp_path: Path) -> None:
     imported = import_export(FIXTURE)
-    with pytest.raises(ValueError, match="pass a folder"):
+    with pytest.raises(LabelError, match="pass a folder"):
         write_import(imported, tmp_path / "out.csv", tmp_path / "rejected.csv")
     imported.rows = [r for r in imported.rows if r["annotator"] == "alice"]
     written = write_import(imported, tmp_path / "alice.csv", tmp_path / "rejected.csv")
@@ -132,5 +133,5 @@ def test_annotator_names() -> None:
 def test_json_min_export_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "min.json"
     path.write_text(json.dumps([{"data": {"text": "某句。"}, "domains": {"choices": ["economy"]}}]), encoding="utf-8")
-    with pytest.raises(ValueError, match="'JSON' format"):
+    with pytest.raises(LabelError, match="'JSON' format"):
         read_export(path)

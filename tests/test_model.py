@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.evaluate import lodo, metrics
-from pipeline.model import ModelIntegrityError, build_estimator, load_model, save_model
+from pipeline.model import DomainClassifier, ModelIntegrityError, build_estimator, load_model, save_model
 from pipeline.taxonomy import domain_ids
 
 PARAMS = {"classifier": "svm", "C": 4.0, "class_weight": "balanced", "char_ngram_min": 1, "char_ngram_max": 2,
@@ -31,7 +31,7 @@ def test_metrics_hand_checked() -> None:
     gold = pd.Series(["ecology", "ecology", "industry", "other"])
     sets = pd.Series([["ecology"], ["ecology"], ["industry", "economy"], ["other"]])
     pred = np.array(["ecology", "industry", "economy", "other"])
-    m = metrics(gold, sets, pred, min_support=2)
+    m = metrics(gold, sets, pred, domain_ids(), min_support=2)
     assert m["accuracy"] == 0.5 and m["lenient_accuracy"] == 0.75
     # per class F1: ecology 2*1*0.5/1.5=0.6667, industry 0, other 1 -> macro 0.5556
     assert m["macro_f1"] == pytest.approx(0.5556, abs=1e-4)
@@ -47,14 +47,37 @@ def test_model_answers_over_all_ids() -> None:
 
 
 def test_lodo_never_tests_on_training_documents() -> None:
-    seen = []
+    seen: list[set[str]] = []
 
-    def fitter(train):
-        seen.append(set(train["doc"]))
-        return build_estimator(PARAMS).fit(train, train["primary"])
+    class Recording(DomainClassifier):
+        def fit(self, units, y):
+            seen.append(set(units["doc"]))
+            return super().fit(units, y)
 
-    oof = lodo(TOY, fitter, use_examples=False)
+    oof = lodo(TOY, Recording(domains=tuple(domain_ids()), **{k: v for k, v in PARAMS.items()}), use_examples=False)
     assert seen == [{"b"}, {"a"}] and len(oof) == len(TOY)
+    assert set(oof[oof["doc"] == "a"]["text_hash"]) == set(TOY[TOY["doc"] == "a"]["text_hash"])
+
+
+def test_classifier_is_a_conventional_sklearn_estimator() -> None:
+    from sklearn.base import clone
+
+    model = build_estimator(PARAMS)
+    assert model.get_params()["C"] == 4.0 and model.get_params()["domains"] == tuple(domain_ids())
+    model.set_params(C=2.0, context_smoothing=0.0)
+    copy = clone(model)
+    assert copy.C == 2.0 and copy.context_smoothing == 0.0 and copy is not model
+    # domains are an argument: a three-domain model answers over exactly those
+    small = DomainClassifier(domains=("ecology", "industry", "other"), **PARAMS).fit(TOY, TOY["primary"])
+    assert list(small.classes_) == ["ecology", "industry", "other"]
+    assert small.predict_proba(TOY.head(2)).shape == (2, 3)
+
+
+def test_unknown_train_param_is_a_clear_error() -> None:
+    from pipeline.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown key.*contxt_window"):
+        build_estimator({**PARAMS, "contxt_window": 2})
 
 
 def test_save_load_roundtrip_and_tamper(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import charts
+from pipeline.errors import UsageError
 from pipeline.classify import run_batch
 from pipeline.report import build_report, load_result
 
@@ -87,7 +88,7 @@ def test_report_reads_every_output_format(result: Path, tmp_path: Path) -> None:
         assert again["is_heading"].tolist() == frame["is_heading"].tolist()
         assert again["scores"].iloc[0] == pytest.approx(frame["scores"].iloc[0])
     pd.DataFrame({"x": [1]}).to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(ValueError, match="not a classification result"):
+    with pytest.raises(UsageError, match="not a classification result"):
         load_result(tmp_path / "bad.csv")
 
 

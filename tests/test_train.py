@@ -7,11 +7,13 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import TINY_PARAMS, TINY_TRAINING, write_labels
-from pipeline.evaluate import evaluate, write_outputs
+from pipeline.compare import compare, write_comparison
+from pipeline.evaluate import evaluate, write_evaluation
 from pipeline.ingest import Document
-from pipeline.model import load_model
+from pipeline.labels import training_table
+from pipeline.model import build_estimator, load_model
 from pipeline.segment import segment_document
-from pipeline.train import train, training_table
+from pipeline.train import train
 
 
 def _corpus_and_labels(tmp_path: Path) -> tuple[pd.DataFrame, Path]:
@@ -50,17 +52,20 @@ def test_evaluate_table_and_outputs(tmp_path: Path) -> None:
     units, labels = _corpus_and_labels(tmp_path)
     table = training_table(labels, units)
     assert set(table.loc[table["source"] == "codebook", "doc"]) != {"r0"}  # examples never join a real doc
-    params = {"train": {**TINY_PARAMS, "use_examples": True},
-              "evaluate": {"candidates": ["cnb"], "baselines": ["majority"], "min_support": 1,
-                           "learning_curve_points": [1.0]}}
-    result = evaluate(table, params["train"], params["evaluate"])
-    models = {(r["model"], r["examples"]) for r in result["table"]}
+    train_params = {**TINY_PARAMS, "use_examples": True}
+    eval_params = {"candidates": ["cnb"], "baselines": ["majority"], "min_support": 1,
+                   "learning_curve_points": [1.0], "textcat_epochs": 1}
+    shipped = evaluate(table, build_estimator(train_params), use_examples=True, min_support=1)
+    assert shipped.headline["units"] == 12  # only real text is ever evaluated
+    comparison = compare(table, train_params, eval_params, shipped)
+    models = {(r["model"], r["examples"]) for r in comparison.rows}
     assert {("svm", True), ("svm", False), ("cnb", True), ("cnb", False), ("majority", True)} <= models
-    assert result["headline"]["units"] == 12  # only real text is ever evaluated
-    assert result["selection"]["shipped_beats_baselines"]
-    written = write_outputs(result, table, params, tmp_path / "eval", tmp_path / "metrics.json")
+    assert comparison.selection["shipped_beats_baselines"]
+    written = write_evaluation(shipped, tmp_path / "eval", tmp_path / "metrics.json", comparison.summary())
+    written += write_comparison(comparison, tmp_path / "eval")
     metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert set(metrics["per_domain"]["ecology"]) == {"precision", "recall", "f1", "support"}
+    assert metrics["headline"] == shipped.headline and metrics["table"][0]["kind"] == "shipped"
     assert {p.name for p in written} >= {"table.csv", "confusion.csv", "confusion.png", "learning_curve.png"}
 
 
@@ -70,12 +75,14 @@ def test_a_domain_with_one_unit_is_a_clear_error() -> None:
     from pipeline.model import build_estimator
 
     frame = pd.DataFrame({"text": ["加强生态保护。", "治理污染。", "办好教育。"], "heading": ""})
-    with pytest.raises(ValueError, match=r"education \(1\)"):
+    from pipeline.errors import LabelError
+
+    with pytest.raises(LabelError, match=r"education \(1\)"):
         build_estimator({**TINY_PARAMS, "calibration": "sigmoid"}).fit(frame, ["ecology", "ecology", "education"])
 
 
 def test_learning_curve_subsample_keeps_two_per_domain() -> None:
-    from pipeline.evaluate import _subsample
+    from pipeline.compare import _subsample
 
     train = pd.DataFrame({"primary": ["a"] * 8 + ["b"] * 3 + ["c"], "x": range(12)})
     counts = _subsample(train, 0.25, seed=0)["primary"].value_counts().to_dict()
