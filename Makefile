@@ -22,11 +22,13 @@ install: $(STAMP)
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo
-	@$(BIN)/python -c 'import json; h = json.load(open("metrics.json"))["headline"]; print("Held-out (leave-one-document-out): accuracy %(accuracy)s, lenient %(lenient_accuracy)s, macro-F1 %(macro_f1)s over %(units)s units" % h)'
+	@$(BIN)/python -c 'import json; h = json.load(open("metrics.json")); print("Held-out (leave-one-document-out): accuracy %(accuracy)s, lenient %(lenient_accuracy)s, macro-F1 %(macro_f1)s over %(units)s units" % h)'
 	@echo
 	@echo "Done. Per-sentence domains: $(SAMPLE_OUT)/samples.jsonl  summary: $(SAMPLE_OUT)/summary.csv"
 	@echo "Report (open in a browser): $(SAMPLE_OUT)/report/report.html"
-	@echo "Metrics: metrics.json   evaluation plots: reports/eval/   MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db"
+	@echo "Metrics: metrics.json (detail: reports/eval/)   plots: PATH=$(BIN):\$$PATH dvc plots show"
+	@echo "Model comparison (minutes, on purpose): PATH=$(BIN):\$$PATH dvc repro experiments/dvc.yaml"
+	@echo "MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db   champion model: models:/policy-domains@champion"
 
 ## make test: install (with test extras) and run the test suite
 test: $(STAMP)

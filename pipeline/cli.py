@@ -172,45 +172,68 @@ def labels_stats(labels_dir: Path = typer.Option(None, help="Default: paths.labe
 @app.command()
 def train(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus (default: paths.sentences)."),
           model_dir: Optional[Path] = typer.Option(None, help="Default: paths.model_dir.")) -> None:
-    """Fit the classifier on all labels, save it safely, and log the run to MLflow."""
+    """Fit the classifier on all labels, measure it leave-one-document-out, save it safely, log to MLflow."""
+    import time
+
     from pipeline import tracking
     from pipeline import train as train_mod
+    from pipeline.evaluate import write_evaluation
 
+    start = time.perf_counter()
     params = config.load_params()
-    model_dir = model_dir or config.project_path(params["paths"]["model_dir"])
-    _, card = train_mod.train(_units(sentences), _labels_dir(None), model_dir, params["train"],
+    paths = params["paths"]
+    model_dir = model_dir or config.project_path(paths["model_dir"])
+    trained = train_mod.train(_units(sentences), _labels_dir(None), model_dir, params["train"],
                               int(params["evaluate"]["min_support"]))
-    out.print(f"trained on {card['training_data']['labelled_units']} labelled units + "
-              f"{card['training_data']['codebook_examples']} codebook examples → {model_dir}")
-    run_info = tracking.log_training(params, card, model_dir, warn=_warn)
-    if run_info["run_id"]:
-        out.print(f"MLflow run {run_info['run_id']} on {tracking.tracking_uri(params['mlflow'])}")
+    data = trained.card["training_data"]
+    out.print(f"trained on {data['labelled_units']} labelled units + {data['codebook_examples']} codebook "
+              f"examples → {model_dir}")
+    evaluation, artifacts = trained.evaluation, []
+    if evaluation is not None:
+        artifacts = write_evaluation(evaluation, config.project_path(paths["eval_dir"]),
+                                     config.project_path(paths["metrics"]))
+        h = evaluation.headline
+        out.print(f"held out (leave-one-document-out, {h['units']} units): accuracy {h['accuracy']}, lenient "
+                  f"{h['lenient_accuracy']}, macro-F1 {h['macro_f1']} (domains with ≥10 units {h['macro_f1_supported']})")
+    logged = tracking.log_training(params, trained.card, evaluation.headline if evaluation else None,
+                                   evaluation.scores["per_domain"] if evaluation else {},
+                                   [a for a in artifacts if a.suffix != ".parquet"], model_dir, _warn, out.print)
+    if logged.run_id:
+        out.print(f"MLflow run {logged.run_id} ({tracking.run_name('train')}) on "
+                  f"{tracking.tracking_uri(params['mlflow'])}")
+    out.print(f"train took {time.perf_counter() - start:.1f}s")
 
 
-@app.command()
-def evaluate(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus (default: paths.sentences).")) -> None:
-    """Leave-one-document-out evaluation, candidates, baselines, plots; logs to the train run."""
-    from pipeline import compare as cmp
-    from pipeline import evaluate as ev
+@app.command("select-models")
+def select_models(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus (default: paths.sentences)."),
+                  out_dir: Optional[Path] = typer.Option(None, "--out", help="Default: paths.selection_dir.")) -> None:
+    """Model selection on the same folds: candidate classifiers, ablations, baselines, learning curve."""
+    import time
+
+    from pipeline import selection as sel
     from pipeline import tracking
+    from pipeline.evaluate import evaluate as evaluate_lodo
     from pipeline.labels import training_table
     from pipeline.model import build_estimator
 
+    start = time.perf_counter()
     params = config.load_params()
-    paths, train_params = params["paths"], params["train"]
+    train_params, eval_params = params["train"], params["evaluate"]
     table = training_table(_labels_dir(None), _units(sentences))
-    eval_dir = config.project_path(paths["eval_dir"])
     out.print(f"LODO: {train_params['classifier']} (shipped)")
-    shipped = ev.evaluate(table, build_estimator(train_params), bool(train_params["use_examples"]),
-                          int(params["evaluate"]["min_support"]))
-    comparison = cmp.compare(table, train_params, params["evaluate"], shipped, progress=out.print)
-    artifacts = ev.write_evaluation(shipped, eval_dir, config.project_path(paths["metrics"]), comparison.summary())
-    artifacts += cmp.write_comparison(comparison, eval_dir)
-    h = shipped.headline
-    out.print(f"LODO {shipped.model}: accuracy {h['accuracy']}, lenient {h['lenient_accuracy']}, "
-              f"macro-F1 {h['macro_f1']} (supported domains {h['macro_f1_supported']})")
-    tracking.log_evaluation(params, {**shipped.summary(), **comparison.summary()}, artifacts,
-                            config.project_path(paths["model_dir"]), warn=_warn, say=out.print)
+    shipped = evaluate_lodo(table, build_estimator(train_params), bool(train_params["use_examples"]),
+                            int(eval_params["min_support"]))
+    comparison = sel.compare_models(table, train_params, eval_params, shipped, progress=out.print)
+    artifacts = sel.write_comparison(comparison, out_dir or config.project_path(params["paths"]["selection_dir"]))
+    table_view = Table("model", "kind", "examples", "accuracy", "macro-F1", title="Leave-one-document-out")
+    for row in comparison.rows:
+        table_view.add_row(row["model"], row["kind"], "yes" if row["examples"] else "no", str(row["accuracy"]),
+                           str(row["macro_f1"]))
+    Console(stderr=True).print(table_view)
+    out.print(f"best by macro-F1: {comparison.selection['best_by_macro_f1']}; shipped beats the baselines: "
+              f"{comparison.selection['shipped_beats_baselines']} → {artifacts[0].parent}")
+    tracking.log_selection(params, comparison.rows, artifacts, _warn)
+    out.print(f"select-models took {time.perf_counter() - start:.1f}s")
 
 
 # ---------------------------------------------------------------- classify / report
@@ -401,7 +424,7 @@ def labels_import_ls(export: Path = typer.Argument(..., help="Label Studio expor
 @labels_app.command("audit")
 def labels_audit(out_path: Path = typer.Option(..., "--out", help="Review queue (.csv)."),
                  sentences: Optional[Path] = typer.Option(None, help="Segmented corpus (default: paths.sentences)."),
-                 oof: Optional[Path] = typer.Option(None, help="Reuse this oof.parquet of `policy-domains evaluate` "
+                 oof: Optional[Path] = typer.Option(None, help="Reuse reports/eval/oof.parquet of `policy-domains train` "
                                                                "instead of refitting (only if it is up to date)."),
                  all_labels: bool = typer.Option(False, "--all", help="List every label, not only those the "
                                                                       "model disagrees with."),
@@ -419,6 +442,14 @@ def labels_audit(out_path: Path = typer.Option(..., "--out", help="Review queue 
         table.add_row(str(r.rank), r.given, r.suggestion, f"{r.label_quality:.3f}", r.sent_id, r.text[:40])
     console.print(table)
     out.print(f"{len(frame)} label(s) to review ({int(frame['cleanlab_issue'].sum())} flagged by cleanlab) → {out_path}")
+
+
+@app.command("plots-template")
+def plots_template(out_path: Path = typer.Option(..., "--out", help="Where to write the HTML template.")) -> None:
+    """Write the offline HTML template that `dvc plots show` uses (Vega libraries inline, no CDN)."""
+    from pipeline.plots_template import write_template
+
+    out.print(f"offline plots template → {write_template(out_path)}")
 
 
 def main() -> None:

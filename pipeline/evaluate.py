@@ -129,17 +129,18 @@ def confusion(oof: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(confusion_matrix(oof["primary"], oof["pred"], labels=ids), index=ids, columns=ids)
 
 
-def write_evaluation(evaluation: Evaluation, eval_dir: str | Path, metrics_path: str | Path,
-                     extra: dict[str, Any] | None = None) -> list[Path]:
-    """metrics.json, the per-domain report, the out-of-fold rows and the confusion matrix (CSV, PNG)."""
+def write_evaluation(evaluation: Evaluation, eval_dir: str | Path, metrics_path: str | Path) -> list[Path]:
+    """The headline (`metrics.json`: small, kept in git, what `dvc metrics diff` compares), the full
+    figures (`evaluation.json`), the per-domain report, the out-of-fold rows and the confusion matrix."""
     from pipeline import charts
 
     eval_dir = Path(eval_dir)
     eval_dir.mkdir(parents=True, exist_ok=True)
-    write_text(metrics_path, json.dumps({**evaluation.summary(), **(extra or {})}, ensure_ascii=False, indent=2))
+    write_text(metrics_path, json.dumps(evaluation.headline, indent=2) + "\n")
+    write_text(eval_dir / "evaluation.json", json.dumps(evaluation.summary(), ensure_ascii=False, indent=2))
     oof = evaluation.oof
     per_domain = pd.DataFrame(evaluation.scores["per_domain"]).T.rename_axis("domain").reset_index()
-    written = [write_csv(per_domain, eval_dir / "per_domain.csv"),
+    written = [Path(metrics_path), eval_dir / "evaluation.json", write_csv(per_domain, eval_dir / "per_domain.csv"),
                write_csv(oof[["primary", "pred"]].rename(columns={"primary": "actual", "pred": "predicted"}),
                          eval_dir / "confusion.csv")]
     with atomic_path(eval_dir / "oof.parquet") as tmp:

@@ -11,7 +11,9 @@ differs or that contains types outside an explicit trusted list.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -226,11 +228,52 @@ def save_model(model: DomainClassifier, model_dir: str | Path, card: dict[str, A
     model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / MODEL_FILE
     with atomic_path(target) as tmp:
-        sio.dump(model, tmp)
+        tmp.write_bytes(canonical_skops(sio.dumps(model)))
     write_text(model_dir / CHECKSUM_FILE, f"{_sha256(target)}  {MODEL_FILE}\n")
     if card is not None:
         write_text(model_dir / "model_card.json", json.dumps(card, ensure_ascii=False, indent=2, default=str))
     return target
+
+
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """The same skops archive with reproducible bytes: skops names each array file and `__id__` by
+    the object's memory address and stamps zip entries with the current time, so two trainings of
+    the same model would differ. Addresses are renumbered in order of appearance, entries sorted
+    and dated 1980-01-01; loading reads names from the schema, so the model itself is unchanged."""
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        schema = json.loads(src.read("schema.json"))
+        numbers: dict[int, int] = {}
+        renamed: dict[str, str] = {}
+
+        def number(value: int) -> int:
+            return numbers.setdefault(value, len(numbers) + 1)
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                if isinstance(node.get("__id__"), int):
+                    node["__id__"] = number(node["__id__"])
+                if isinstance(node.get("file"), str):
+                    stem, dot, suffix = node["file"].partition(".")
+                    new = f"{number(int(stem))}{dot}{suffix}" if stem.isdigit() else node["file"]
+                    renamed[node["file"]] = new
+                    node["file"] = new
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(schema)
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as dst:
+            entries = {"schema.json": json.dumps(schema, indent=2).encode("utf-8")}
+            entries.update({renamed.get(n, n): src.read(n) for n in src.namelist() if n != "schema.json"})
+            for name in sorted(entries):
+                dst.writestr(zipfile.ZipInfo(name, date_time=_EPOCH), entries[name])
+    return out.getvalue()
 
 
 def load_model(model_dir: str | Path) -> DomainClassifier:

@@ -1,4 +1,4 @@
-"""MLflow logging for train and evaluate, failing soft: outputs are written whatever MLflow does.
+"""MLflow logging for train and model selection, failing soft: outputs are written whatever MLflow does.
 
 Default store: the embedded SQLite file `experiments/mlflow.db` (no server). Setting
 `MLFLOW_TRACKING_URI` points the same code at a tracking server. An unreachable store is reported
@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pandas as pd
 
 from pipeline.config import PACKAGE_ROOT, project_root
-
-RUN_FILE = "mlflow_run.json"
 
 
 class TrackingUnavailable(Exception):
@@ -43,8 +43,8 @@ def _reachable(uri: str, timeout: float = 3.0) -> None:
 
 
 @contextmanager
-def mlflow_run(params: dict[str, Any], run_id: str | None = None, run_name: str | None = None) -> Iterator[Any]:
-    """Start (or resume) a run on the configured store; raises TrackingUnavailable if it cannot."""
+def mlflow_run(params: dict[str, Any], run_name: str) -> Iterator[Any]:
+    """Start a run on the configured store; raises TrackingUnavailable if it cannot."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -55,13 +55,12 @@ def mlflow_run(params: dict[str, Any], run_id: str | None = None, run_name: str 
     try:
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
-        if run_id is None:
-            name = params.get("experiment", "policy-domains")
-            if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(name) is None:
-                # the embedded store keeps its artifacts beside it, not in ./mlruns of whatever directory
-                mlflow.create_experiment(name, artifact_location=(project_root() / "experiments" / "artifacts").as_uri())
-            mlflow.set_experiment(name)
-        run = mlflow.start_run(run_id=run_id, run_name=run_name)
+        name = params["experiment"]
+        if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(name) is None:
+            # the embedded store keeps its artifacts beside it, not in ./mlruns of whatever directory
+            mlflow.create_experiment(name, artifact_location=(project_root() / "experiments" / "artifacts").as_uri())
+        mlflow.set_experiment(name)
+        run = mlflow.start_run(run_name=run_name)
     except Exception as exc:  # noqa: BLE001 - any store failure must not lose the stage's outputs
         raise TrackingUnavailable(f"cannot start an MLflow run on {uri}: {exc}") from exc
     try:
@@ -90,70 +89,122 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- stage logging
 
-def log_training(params: dict[str, Any], card: dict[str, Any], model_dir: Path,
-                 warn: Callable[[str], None]) -> dict[str, Any]:
-    """Log the train stage (params, tags, model card, pyfunc model); record the run beside the model.
+CHAMPION = "champion"
 
-    Returns ``{"run_id", "model_uri"}``, both None when the store could not be reached; the model
-    files are already written by then, so a tracking failure loses nothing but the log.
-    """
+
+def git_commit() -> str:
+    """The commit the run was made from, with ``+dirty`` when the work tree had changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def experiment_name() -> str:
+    """The DVC experiment this run belongs to (`dvc exp run` sets DVC_EXP_NAME), else "workspace"."""
+    return os.environ.get("DVC_EXP_NAME") or "workspace"
+
+
+def run_name(stage: str) -> str:
+    """What the run was: the stage, and the DVC experiment when there is one (``train · exp-1a2b``)."""
+    exp = experiment_name()
+    return stage if exp == "workspace" else f"{stage} · {exp}"
+
+
+@dataclass
+class Logged:
+    """What MLflow recorded: the run, the registered version (if any) and the champion after it."""
+
+    run_id: str | None = None
+    version: str | None = None
+    champion: str | None = None
+
+
+def log_training(params: dict[str, Any], card: dict[str, Any], headline: dict[str, Any] | None,
+                 per_domain: dict[str, Any], artifacts: list[Path], model_dir: Path,
+                 warn: Callable[[str], None], say: Callable[[str], None]) -> Logged:
+    """One MLflow run for one `train`: params, tags, held-out metrics, model card and evaluation files,
+    the pyfunc model; then register it and move the `champion` alias if it earned it.
+
+    The model files are already written by then, so a tracking failure loses nothing but the log."""
     import mlflow
 
-    run_info: dict[str, Any] = {"run_id": None, "model_uri": None}
+    logged = Logged()
+    tags = {"git_commit": git_commit(), "dvc_experiment": experiment_name(), "dvc_stage": "train"}
 
     def log() -> None:
-        with mlflow_run(params["mlflow"], run_name="train") as run:
+        with mlflow_run(params["mlflow"], run_name=run_name("train")) as run:
+            logged.run_id = run.info.run_id
             mlflow.log_params(flatten("", {"train": params["train"], "segment": params["segment"]}))
-            mlflow.set_tags({"git_commit": card["git_commit"], "dvc_stage": "train"})
+            mlflow.set_tags({**tags, "protocol": (card.get("metrics") or {}).get("protocol", "")})
             mlflow.log_dict(card, "model_card.json")
-            if isinstance(card.get("metrics"), dict):
-                mlflow.log_metrics({f"train_card.{k}": v for k, v in card["metrics"].items()
-                                    if isinstance(v, (int, float))})
-            if (Path(model_dir) / "model_card.md").exists():
-                mlflow.log_artifact(str(Path(model_dir) / "model_card.md"))
-            run_info.update(run_id=run.info.run_id, model_uri=log_model(model_dir))
-
-    soft("train", log, warn)
-    (Path(model_dir) / RUN_FILE).write_text(json.dumps(run_info, indent=2), encoding="utf-8")
-    return run_info
-
-
-def log_evaluation(params: dict[str, Any], result: dict[str, Any], artifacts: list[Path], model_dir: Path,
-                   warn: Callable[[str], None], say: Callable[[str], None]) -> str | None:
-    """Log the evaluation into the train stage's run and register the model if it earned it.
-
-    Registration needs macro-F1 at or above `mlflow.register_min_macro_f1` and a win over every
-    baseline. Returns the registered version, or None.
-    """
-    import mlflow
-
-    run_file = Path(model_dir) / RUN_FILE
-    run_info = json.loads(run_file.read_text(encoding="utf-8")) if run_file.exists() else {}
-    headline = result["headline"]
-    registered: list[str] = []
-
-    def log() -> None:
-        with mlflow_run(params["mlflow"], run_id=run_info.get("run_id"), run_name="evaluate"):
-            mlflow.set_tags({"dvc_stage": "evaluate", "protocol": result["protocol"]})
-            mlflow.log_metrics({k: v for k, v in headline.items() if isinstance(v, (int, float))})
-            mlflow.log_metrics({f"{d}.f1": m["f1"] for d, m in result["per_domain"].items()})
-            for row in result["table"]:
-                key = f"table.{row['model'].replace(' ', '_')}{'.examples' if row['examples'] else ''}"
-                mlflow.log_metrics({f"{key}.macro_f1": row["macro_f1"], f"{key}.accuracy": row["accuracy"]})
+            if headline:
+                mlflow.log_metrics({k: v for k, v in headline.items() if isinstance(v, (int, float))})
+                mlflow.log_metrics({f"{d}.f1": m["f1"] for d, m in per_domain.items()})
             for path in artifacts:
                 mlflow.log_artifact(str(path), "evaluation")
-            threshold = float(params["mlflow"].get("register_min_macro_f1", 0.6))
-            earned = headline["macro_f1"] >= threshold and result["selection"]["shipped_beats_baselines"]
-            if run_info.get("model_uri") and earned:
-                version = mlflow.register_model(run_info["model_uri"], params["mlflow"]["registered_model"])
-                registered.append(str(version.version))
-                say(f"registered {version.name} version {version.version}")
-            else:
-                say(f"not registered: macro-F1 {headline['macro_f1']} (threshold {threshold}), beats baselines: "
-                    f"{result['selection']['shipped_beats_baselines']}, logged model: {bool(run_info.get('model_uri'))}")
+            model_uri = log_model(model_dir)
+            if headline:
+                logged.version, logged.champion = register(params["mlflow"], model_uri, headline, tags, say)
 
-    soft("evaluate", log, warn)
-    return registered[0] if registered else None
+    soft("train", log, warn)
+    return logged
+
+
+def register(settings: dict[str, Any], model_uri: str, headline: dict[str, Any], tags: dict[str, str],
+             say: Callable[[str], None]) -> tuple[str | None, str | None]:
+    """Register the model when its held-out macro-F1 clears `register_min_macro_f1`, tag the version
+    with its commit, experiment and headline metrics, and point `champion` at it only when it beats
+    the current champion's macro-F1 (a tie keeps the champion). Returns (version, champion)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    name, threshold = settings["registered_model"], float(settings["register_min_macro_f1"])
+    client = MlflowClient()
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:  # no registered model or no champion yet
+        current = None
+    if headline["macro_f1"] < threshold:
+        say(f"not registered: held-out macro-F1 {headline['macro_f1']} is below {threshold}")
+        return None, current.version if current else None
+    version = mlflow.register_model(model_uri, name).version
+    for key, value in {**tags, **{k: str(v) for k, v in headline.items()}}.items():
+        client.set_model_version_tag(name, version, key, value)
+    best = float(current.tags.get("macro_f1", "-inf")) if current else float("-inf")
+    if headline["macro_f1"] > best:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        say(f"registered {name} version {version}; it is the new @{CHAMPION} (macro-F1 {headline['macro_f1']}"
+            + (f" > {best} of version {current.version})" if current else ")"))
+        return str(version), str(version)
+    say(f"registered {name} version {version}; @{CHAMPION} stays version {current.version} "
+        f"(macro-F1 {headline['macro_f1']} does not beat {best})")
+    return str(version), str(current.version)
+
+
+def log_selection(params: dict[str, Any], rows: list[dict[str, Any]], artifacts: list[Path],
+                   warn: Callable[[str], None]) -> str | None:
+    """The model selection as its own run (`select-models`): one metric per configuration and its files."""
+    import mlflow
+
+    run_ids: list[str] = []
+
+    def log() -> None:
+        with mlflow_run(params["mlflow"], run_name=run_name("select-models")) as run:
+            mlflow.set_tags({"git_commit": git_commit(), "dvc_experiment": experiment_name(), "dvc_stage": "select_models"})
+            for row in rows:
+                key = f"{row['model'].replace(' ', '_')}{'.examples' if row['examples'] else ''}"
+                mlflow.log_metrics({f"{key}.macro_f1": row["macro_f1"], f"{key}.accuracy": row["accuracy"]})
+            for path in artifacts:
+                mlflow.log_artifact(str(path), "selection")
+            run_ids.append(run.info.run_id)
+
+    soft("select-models", log, warn)
+    return run_ids[0] if run_ids else None
 
 
 # ---------------------------------------------------------------- pyfunc

@@ -1,4 +1,5 @@
-"""Fit the domain classifier on everything that is labelled and write it, with its model card.
+"""Fit the domain classifier on everything that is labelled, measure it held out, and write it with
+its model card.
 
 Training data is only what is committed under `labels/`: merged annotations and adjudications of
 real report units (joined to their units for the heading context) plus, when
@@ -6,36 +7,25 @@ real report units (joined to their units for the heading context) plus, when
 """
 from __future__ import annotations
 
-import datetime as dt
-import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sklearn.base import clone
 
-from pipeline.config import project_root
 from pipeline.errors import LabelError
-from pipeline.evaluate import PROTOCOL, evaluate, has_two_documents
+from pipeline.evaluate import PROTOCOL, Evaluation, evaluate, has_two_documents
 from pipeline.io import write_text
 from pipeline.labels import split_examples, training_table
 from pipeline.model import DomainClassifier, build_estimator, save_model
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def held_out_metrics(table: pd.DataFrame, estimator: DomainClassifier, use_examples: bool,
-                     min_support: int = 10) -> dict[str, Any]:
-    """Leave-one-document-out figures of exactly this configuration, for the card beside the model."""
-    if not has_two_documents(table):
+def held_out_metrics(evaluation: Evaluation | None) -> dict[str, Any]:
+    """The card's copy of the leave-one-document-out figures of exactly this configuration."""
+    if evaluation is None:
         return {"note": "fewer than two annotated documents: no held-out figures"}
-    result = evaluate(table, estimator, use_examples, min_support).scores
+    result = evaluation.scores
     keep = ("units", "accuracy", "lenient_accuracy", "macro_f1", "macro_f1_supported", "weighted_f1", "per_document")
     return {"protocol": PROTOCOL, **{k: result[k] for k in keep},
             "per_domain_f1": {d: m["f1"] for d, m in result["per_domain"].items() if m["support"]}}
@@ -45,8 +35,6 @@ def model_card(table: pd.DataFrame, params: dict[str, Any], metrics: dict[str, A
     real, _ = split_examples(table)
     return {
         "name": "policy-domains",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
         "task": "primary policy domain of each sentence of Chinese government reports (17 ids)",
         "training_data": {
             "labelled_units": int(len(real)),
@@ -66,8 +54,7 @@ def model_card(table: pd.DataFrame, params: dict[str, Any], metrics: dict[str, A
 def card_markdown(card: dict[str, Any]) -> str:
     """The card as a page a person reads (the JSON beside it is for programs)."""
     data, metrics = card["training_data"], card["metrics"]
-    lines = [f"# Model card: {card['name']}", "", f"- created: {card['created']}", f"- git commit: {card['git_commit']}",
-             f"- task: {card['task']}", f"- intended use: {card['intended_use']}",
+    lines = [f"# Model card: {card['name']}", "", f"- task: {card['task']}", f"- intended use: {card['intended_use']}",
              f"- limitations: {card['limitations']}", "", "## Training data", "",
              f"{data['labelled_units']} hand-labelled units from {len(data['documents'])} documents "
              f"({', '.join(data['documents'])}) and {data['codebook_examples']} codebook examples.", "",
@@ -86,16 +73,29 @@ def card_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Trained:
+    """What a training run produced: the fitted model, its card, and its held-out evaluation."""
+
+    model: DomainClassifier
+    card: dict[str, Any]
+    evaluation: Evaluation | None
+
+
 def train(units: pd.DataFrame, labels_dir: str | Path, model_dir: str | Path,
-          params: dict[str, Any], min_support: int = 10) -> tuple[DomainClassifier, dict[str, Any]]:
-    """Fit on all labels, measure the same configuration held out, save model + card; returns both."""
+          params: dict[str, Any], min_support: int = 10) -> Trained:
+    """Fit on all labels, measure the same configuration leave-one-document-out, save model + card.
+
+    The saved files hold no timestamp, commit or run id (those go to MLflow), so the same labels
+    and params give byte-identical files and `dvc repro` leaves `dvc.lock` unchanged."""
     use_examples = bool(params.get("use_examples", True))
     table = training_table(labels_dir, units, include_examples=use_examples)
     if table.empty:
         raise LabelError(f"no labelled units under {labels_dir}: annotate some first (see labels/GUIDE.md)")
     estimator = build_estimator(params)
     model = clone(estimator).fit(table, table["primary"])
-    card = model_card(table, params, held_out_metrics(table, estimator, use_examples, min_support))
+    evaluation = evaluate(table, estimator, use_examples, min_support) if has_two_documents(table) else None
+    card = model_card(table, params, held_out_metrics(evaluation))
     save_model(model, model_dir, card)
     write_text(Path(model_dir) / "model_card.md", card_markdown(card))
-    return model, card
+    return Trained(model, card, evaluation)

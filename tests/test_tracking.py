@@ -59,45 +59,59 @@ def _params(tracking_uri: str) -> dict:
             "train": {"classifier": "svm"}, "segment": {"max_chars": 500}}
 
 
-def _result(macro_f1: float, baseline_f1: float) -> dict:
-    headline = {"units": 10, "accuracy": 0.9, "lenient_accuracy": 0.95, "macro_f1": macro_f1,
-                "macro_f1_supported": macro_f1, "weighted_f1": 0.9}
-    return {"headline": headline, "protocol": "test", "per_domain": {d: {"f1": 0.5} for d in domain_ids()},
-            "table": [{"model": "svm", "examples": True, "macro_f1": macro_f1, "accuracy": 0.9},
-                      {"model": "majority", "examples": True, "macro_f1": baseline_f1, "accuracy": 0.2}],
-            "selection": {"shipped_beats_baselines": macro_f1 > baseline_f1}}
+def _headline(macro_f1: float) -> dict:
+    return {"units": 10, "accuracy": 0.9, "lenient_accuracy": 0.95, "macro_f1": macro_f1,
+            "macro_f1_supported": macro_f1, "weighted_f1": 0.9}
 
 
-def test_train_and_register_against_a_real_server(mlflow_server: str, tiny_model_dir: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def _log(params: dict, model_dir: Path, macro_f1: float, said: list[str], artifacts: list[Path] = (),
+         warn=pytest.fail) -> tracking.Logged:
+    card = {"training_data": {"labelled_units": 18}, "metrics": {"protocol": "test"}}
+    return tracking.log_training(params, card, _headline(macro_f1), {d: {"f1": 0.5} for d in domain_ids()},
+                                 list(artifacts), model_dir, warn, said.append)
+
+
+def test_train_run_registry_and_champion_against_a_real_server(mlflow_server: str, tiny_model_dir: Path,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One run per training with its tags; every version that clears the threshold is registered, but
+    `champion` moves only to a version that beats it (a worse one and a tie leave it where it is)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)  # the env var wins over params.yaml
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-test")  # as `dvc exp run` sets it
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     params = _params("sqlite:///must-not-be-used.db")
-    warnings: list[str] = []
-    card = {"git_commit": "abc123", "training_data": {"labelled_units": 18}}
-    run_info = tracking.log_training(params, card, model_dir, warn=warnings.append)
-    assert warnings == [] and run_info["run_id"]
     (tmp_path / "confusion.csv").write_text("actual,predicted\necology,ecology\n", encoding="utf-8")
-    version = tracking.log_evaluation(params, _result(0.8, 0.1), [tmp_path / "confusion.csv"], model_dir,
-                                      warn=warnings.append, say=lambda s: None)
-    assert warnings == [] and version == "1"
+    said: list[str] = []
+    first = _log(params, model_dir, 0.80, said, [tmp_path / "confusion.csv"])
+    assert (first.version, first.champion) == ("1", "1") and "new @champion" in said[-1]
 
     client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
-    run = client.get_run(run_info["run_id"])
-    assert run.data.params["train.classifier"] == "svm"
-    assert run.data.tags["git_commit"] == "abc123" and run.data.tags["dvc_stage"] == "evaluate"
-    assert run.data.metrics["macro_f1"] == 0.8
+    run = client.get_run(first.run_id)
+    assert run.info.run_name == "train · exp-test"
+    assert run.data.params["train.classifier"] == "svm" and run.data.metrics["macro_f1"] == 0.8
+    assert run.data.tags["dvc_experiment"] == "exp-test" and run.data.tags["dvc_stage"] == "train"
+    assert run.data.tags["git_commit"]
     assert [a.path for a in client.list_artifacts(run.info.run_id, "evaluation")] == ["evaluation/confusion.csv"]
-    assert client.get_model_version("policy-test", "1").run_id == run.info.run_id
+    version = client.get_model_version("policy-test", "1")
+    assert version.run_id == run.info.run_id
+    assert version.tags["macro_f1"] == "0.8" and version.tags["dvc_experiment"] == "exp-test"
+    assert version.tags["git_commit"] == run.data.tags["git_commit"]
+
+    worse = _log(params, model_dir, 0.79, said)
+    assert (worse.version, worse.champion) == ("2", "1") and "stays version 1" in said[-1]
+    tie = _log(params, model_dir, 0.80, said)
+    assert (tie.version, tie.champion) == ("3", "1")
+    assert client.get_model_version_by_alias("policy-test", "champion").version == "1"
+    better = _log(params, model_dir, 0.85, said)
+    assert better.champion == "4" == client.get_model_version_by_alias("policy-test", "champion").version
 
     mlflow.set_tracking_uri(mlflow_server)
-    model = mlflow.pyfunc.load_model("models:/policy-test/1")
+    model = mlflow.pyfunc.load_model("models:/policy-test@champion")
     pred = model.predict(pd.DataFrame({"text": ["加强生态保护修复。", "谢谢大家。"]}))
-    assert list(pred.columns) == ["domain", "confidence"] + [f"score_{d}" for d in domain_ids()]
+    assert list(pred.columns)[:2] == ["domain", "confidence"]
     assert pred.loc[0, "domain"] == "ecology"
     assert pred.filter(like="score_").sum(axis=1).round(6).eq(1).all()
 
@@ -107,11 +121,10 @@ def test_no_registration_below_the_threshold(mlflow_server: str, tiny_model_dir:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
-    params = _params(mlflow_server)
-    tracking.log_training(params, {"git_commit": "x"}, model_dir, warn=pytest.fail)
     said: list[str] = []
-    assert tracking.log_evaluation(params, _result(0.3, 0.1), [], model_dir, pytest.fail, said.append) is None
-    assert "not registered" in said[0]
+    logged = _log(_params(mlflow_server), model_dir, 0.3, said)
+    assert logged.run_id and logged.version is None and logged.champion is None
+    assert "not registered" in said[-1]
 
 
 def test_unreachable_store_warns_and_keeps_the_outputs(tiny_model_dir: Path, tmp_path: Path,
@@ -119,14 +132,12 @@ def test_unreachable_store_warns_and_keeps_the_outputs(tiny_model_dir: Path, tmp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
+    before = sorted(p.name for p in model_dir.iterdir())
     warnings: list[str] = []
-    run_info = tracking.log_training(_params("unused"), {"git_commit": "x"}, model_dir, warn=warnings.append)
-    assert run_info == {"run_id": None, "model_uri": None}
+    logged = _log(_params("unused"), model_dir, 0.8, [], warn=warnings.append)
+    assert logged == tracking.Logged()
     assert len(warnings) == 1 and "MLflow logging failed" in warnings[0] and "unreachable" in warnings[0]
-    assert (model_dir / "model.skops").exists() and (model_dir / tracking.RUN_FILE).exists()
-    assert tracking.log_evaluation(_params("unused"), _result(0.8, 0.1), [], model_dir, warnings.append,
-                                   lambda s: None) is None
-    assert len(warnings) == 2
+    assert sorted(p.name for p in model_dir.iterdir()) == before  # nothing volatile is written beside the model
 
 
 def test_default_store_is_sqlite_under_the_project(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import TINY_PARAMS, TINY_TRAINING, write_labels
-from pipeline.compare import compare, write_comparison
+from pipeline.selection import compare_models, write_comparison
 from pipeline.evaluate import evaluate, write_evaluation
 from pipeline.ingest import Document
 from pipeline.labels import training_table
@@ -39,7 +39,9 @@ def _corpus_and_labels(tmp_path: Path) -> tuple[pd.DataFrame, Path]:
 
 def test_train_saves_a_loadable_model_with_its_card(tmp_path: Path) -> None:
     units, labels = _corpus_and_labels(tmp_path)
-    model, card = train(units, labels, tmp_path / "model", {**TINY_PARAMS, "use_examples": True}, min_support=1)
+    trained = train(units, labels, tmp_path / "model", {**TINY_PARAMS, "use_examples": True}, min_support=1)
+    model, card = trained.model, trained.card
+    assert trained.evaluation is not None and trained.evaluation.headline["units"] == 12
     assert card["training_data"]["labelled_units"] == 12 and card["training_data"]["codebook_examples"] == 2
     assert card["training_data"]["documents"] == ["r0", "r1", "r2"]
     assert 0 <= card["metrics"]["accuracy"] <= 1 and set(card["metrics"]["per_document"]) == {"r0", "r1", "r2"}
@@ -57,16 +59,30 @@ def test_evaluate_table_and_outputs(tmp_path: Path) -> None:
                    "learning_curve_points": [1.0], "textcat_epochs": 1}
     shipped = evaluate(table, build_estimator(train_params), use_examples=True, min_support=1)
     assert shipped.headline["units"] == 12  # only real text is ever evaluated
-    comparison = compare(table, train_params, eval_params, shipped)
+    comparison = compare_models(table, train_params, eval_params, shipped)
     models = {(r["model"], r["examples"]) for r in comparison.rows}
     assert {("svm", True), ("svm", False), ("cnb", True), ("cnb", False), ("majority", True)} <= models
     assert comparison.selection["shipped_beats_baselines"]
-    written = write_evaluation(shipped, tmp_path / "eval", tmp_path / "metrics.json", comparison.summary())
-    written += write_comparison(comparison, tmp_path / "eval")
-    metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
-    assert set(metrics["per_domain"]["ecology"]) == {"precision", "recall", "f1", "support"}
-    assert metrics["headline"] == shipped.headline and metrics["table"][0]["kind"] == "shipped"
+    written = write_evaluation(shipped, tmp_path / "eval", tmp_path / "metrics.json")
+    written += write_comparison(comparison, tmp_path / "compare")
+    assert json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8")) == shipped.headline
+    detail = json.loads((tmp_path / "eval" / "evaluation.json").read_text(encoding="utf-8"))
+    assert set(detail["per_domain"]["ecology"]) == {"precision", "recall", "f1", "support"}
+    assert json.loads((tmp_path / "compare" / "comparison.json").read_text(encoding="utf-8"))["table"][0]["kind"] == "shipped"
     assert {p.name for p in written} >= {"table.csv", "confusion.csv", "confusion.png", "learning_curve.png"}
+
+
+def test_two_trainings_write_identical_bytes(tmp_path: Path) -> None:
+    """No timestamp, commit, run id or memory address in what `train` saves: `dvc repro` stays a no-op
+    and `dvc.lock` unchanged when labels and params are."""
+    units, labels = _corpus_and_labels(tmp_path)
+    params = {**TINY_PARAMS, "use_examples": True}
+    for name in ("a", "b"):
+        train(units, labels, tmp_path / name, params, min_support=1)
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == ["model.sha256", "model.skops", "model_card.json", "model_card.md"]
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
 def test_a_domain_with_one_unit_is_a_clear_error() -> None:
@@ -82,7 +98,7 @@ def test_a_domain_with_one_unit_is_a_clear_error() -> None:
 
 
 def test_learning_curve_subsample_keeps_two_per_domain() -> None:
-    from pipeline.compare import _subsample
+    from pipeline.selection import _subsample
 
     train = pd.DataFrame({"primary": ["a"] * 8 + ["b"] * 3 + ["c"], "x": range(12)})
     counts = _subsample(train, 0.25, seed=0)["primary"].value_counts().to_dict()

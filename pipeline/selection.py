@@ -8,6 +8,7 @@ would more labels still help (learning curve, with and without the codebook exam
 """
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from pipeline.evaluate import Evaluation, lodo, score, write_csv
+from pipeline.io import write_text
 from pipeline.labels import is_example, split_examples
 from pipeline.model import build_estimator
 
@@ -87,7 +89,7 @@ class Comparison:
         return {"selection": self.selection, "table": self.rows}
 
 
-def compare(table: pd.DataFrame, train_params: dict[str, Any], eval_params: dict[str, Any],
+def compare_models(table: pd.DataFrame, train_params: dict[str, Any], eval_params: dict[str, Any],
             shipped: Evaluation, progress: Callable[[str], None] = lambda s: None) -> Comparison:
     """Score every configured alternative on the shipped model's folds; `shipped` is its row."""
     min_support = int(eval_params["min_support"])
@@ -170,15 +172,16 @@ def learning_curve(table: pd.DataFrame, train_params: dict[str, Any], fractions:
     return pd.DataFrame(rows)
 
 
-def write_comparison(comparison: Comparison, eval_dir: str | Path) -> list[Path]:
-    """The comparison table and the learning curve (CSV and PNG)."""
+def write_comparison(comparison: Comparison, out_dir: str | Path) -> list[Path]:
+    """comparison.json (selection + table), the table as CSV, and the learning curve (CSV and PNG)."""
     from pipeline import charts
 
-    eval_dir = Path(eval_dir)
-    eval_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     curve = comparison.curve
-    return [write_csv(pd.DataFrame(comparison.rows), eval_dir / "table.csv"),
-            write_csv(curve, eval_dir / "learning_curve.csv"),
+    write_text(out_dir / "comparison.json", json.dumps(comparison.summary(), ensure_ascii=False, indent=2))
+    return [out_dir / "comparison.json", write_csv(pd.DataFrame(comparison.rows), out_dir / "table.csv"),
+            write_csv(curve, out_dir / "learning_curve.csv"),
             charts.lines(curve, "labelled_units", ["accuracy", "macro_f1", "accuracy_without_examples",
                                                    "macro_f1_without_examples"],
-                         "Learning curve (LODO)", eval_dir / "learning_curve.png", "labelled real units in training")]
+                         "Learning curve (LODO)", out_dir / "learning_curve.png", "labelled real units in training")]
