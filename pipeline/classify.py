@@ -22,7 +22,7 @@ import pandas as pd
 
 from pipeline import config
 from pipeline.errors import IngestError, ModelError
-from pipeline.ingest import is_sentence_table, iter_paths, read_source
+from pipeline.ingest import is_sentence_table, iter_paths, normalise_many, read_source
 from pipeline.io import TableWriter
 from pipeline.model import DomainClassifier
 from pipeline.model import load_model as _load_model
@@ -46,19 +46,43 @@ def load_model(path: str | Path | None = None) -> DomainClassifier:
     return _load_model(target)
 
 
-def predictions_frame(model: DomainClassifier, units: pd.DataFrame) -> pd.DataFrame:
-    """domain, confidence and the score of every domain for each unit (index kept)."""
-    if len(units) == 0:
-        return pd.DataFrame({"domain": [], "confidence": [], "scores": []})
-    proba = model.predict_proba(units)
+SCORE_DECIMALS = 4  # every surface (CLI rows, MLflow model, Spark) reports the same rounded scores
+
+
+def scores_of(model: DomainClassifier, units: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """(domain ids, rounded probabilities): the one prediction every surface reports.
+
+    A unit is read with its neighbours when `units` has `doc` and `index` (consecutive units of a
+    document); otherwise each row is classified alone."""
     ids = [str(c) for c in model.classes_]  # plain str: numpy strings leak `np.str_(...)` into CSV/JSON
+    if len(units) == 0:
+        return ids, np.zeros((0, len(ids)))
+    return ids, np.round(model.predict_proba(units), SCORE_DECIMALS)
+
+
+def predictions_frame(model: DomainClassifier, units: pd.DataFrame) -> pd.DataFrame:
+    """domain, confidence and the score of every domain (a dict) for each unit (index kept)."""
+    ids, proba = scores_of(model, units)
     best = proba.argmax(axis=1)
-    rounded = np.round(proba, 4)
     return pd.DataFrame({
         "domain": np.asarray(ids, dtype=object)[best],
-        "confidence": rounded[np.arange(len(units)), best],
-        "scores": [dict(zip(ids, row)) for row in rounded.tolist()],
+        "confidence": proba[np.arange(len(units)), best],
+        "scores": [dict(zip(ids, row)) for row in proba.tolist()],
     }, index=units.index)
+
+
+def prediction_columns(model: DomainClassifier, units: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    """The same prediction as flat columns, for tables, serving and Spark: ``domain, confidence``,
+    the runners-up ``domain_2, score_2, domain_3, score_3``, then ``score_<id>`` for every domain."""
+    ids, proba = scores_of(model, units)
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :top]
+    rows = np.arange(len(units))[:, None]
+    names, best = np.asarray(ids, dtype=object)[order], proba[rows, order]
+    columns: dict[str, Any] = {"domain": names[:, 0], "confidence": best[:, 0]}
+    for k in range(1, order.shape[1]):
+        columns[f"domain_{k + 1}"], columns[f"score_{k + 1}"] = names[:, k], best[:, k]
+    columns.update({f"score_{d}": proba[:, i] for i, d in enumerate(ids)})
+    return pd.DataFrame(columns, index=units.index)
 
 
 def classify_units(model: DomainClassifier, units: pd.DataFrame, in_sequence: bool = True) -> pd.DataFrame:
@@ -74,13 +98,10 @@ def classify_units(model: DomainClassifier, units: pd.DataFrame, in_sequence: bo
 
 
 def classify_texts(texts: Iterable[str], model: DomainClassifier | None = None) -> pd.DataFrame:
-    """Bare sentences (no document context) → text, domain, confidence, scores."""
-    from pipeline.ingest import normalise_many
-
+    """Bare sentences (no document context, each classified alone) → text, domain, confidence, scores."""
     texts = [str(t) for t in texts]
-    units = pd.DataFrame({"text": texts, "text_norm": normalise_many(texts), "heading": [""] * len(texts)})
-    preds = predictions_frame(model or load_model(), units)
-    return pd.concat([units[["text"]], preds], axis=1)
+    units = pd.DataFrame({"text": texts, "text_norm": normalise_many(texts), "heading": ""})
+    return pd.concat([units[["text"]], predictions_frame(model or load_model(), units)], axis=1)
 
 
 # ---------------------------------------------------------------- summaries
@@ -195,7 +216,8 @@ def iter_classified(inputs: list[str | Path], model_dir: str | Path | None = Non
 
 
 def passthrough_columns(inputs: list[str | Path]) -> list[str]:
-    """Columns that sentence tables (.jsonl/.csv inputs) carry beyond the unit columns.
+    """Columns that sentence tables (.jsonl/.csv inputs) carry beyond the unit columns, and `index`
+    when a table brings its own (the user's values then fill that column, as text).
 
     CSV headers and Parquet schemas are fixed by the first chunk written, so a batch mixing tables
     with different columns (or tables and plain reports) needs them all before the first row."""
@@ -209,7 +231,7 @@ def passthrough_columns(inputs: list[str | Path]) -> list[str]:
             continue  # reported when the file itself is classified
         for row in table.rows:
             seen.update(dict.fromkeys(row))
-    return [c for c in seen if c not in UNIT_COLUMNS]
+    return [c for c in seen if c not in UNIT_COLUMNS or c == "index"]
 
 
 def _missing(value: Any) -> bool:
@@ -231,7 +253,7 @@ def format_chunk(chunk: pd.DataFrame, suffix: str, extra: list[str]) -> pd.DataF
     if suffix == ".jsonl":
         cols = [c for c in extra if c in chunk]
         return chunk.assign(**{c: chunk[c].map(lambda v: None if _missing(v) else v) for c in cols})
-    out = chunk.reindex(columns=OUTPUT_COLUMNS + extra)
+    out = chunk.reindex(columns=OUTPUT_COLUMNS + [c for c in extra if c not in OUTPUT_COLUMNS])
     out = out.assign(**{c: out[c].map(_as_text).astype("string") for c in extra})
     if suffix == ".csv":
         out["scores"] = out["scores"].map(lambda s: json.dumps(s, ensure_ascii=False))

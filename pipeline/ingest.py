@@ -253,14 +253,18 @@ def _traditional_chars() -> frozenset[str]:
     return frozenset(a for a, b in zip(han, to_simplified(han)) if a != b)
 
 
+@lru_cache(maxsize=1)
+def _traditional_pattern() -> re.Pattern[str]:
+    return re.compile("[" + "".join(sorted(_traditional_chars())) + "]")
+
+
 def is_traditional(text: str, sample: int = 5000) -> bool:
-    """True when a meaningful share of the Han characters are traditional-only forms."""
+    """True when a meaningful share of a document's Han characters are traditional-only forms."""
     head = text[:sample]
     han = len(_HAN.findall(head))
     if not han:
         return False
-    trad = _traditional_chars()
-    return sum(1 for ch in head if ch in trad) >= max(3, han // 100)
+    return len(_traditional_pattern().findall(head)) >= max(3, han // 100)
 
 
 def fold(texts: list[str]) -> list[str]:
@@ -275,16 +279,28 @@ def fold(texts: list[str]) -> list[str]:
 def normalise_many(texts: list[str], traditional: bool | None = None) -> list[str]:
     """The model's view of units: folded, and converted to simplified characters when traditional.
 
-    `traditional=None` detects it from the texts. Conversion runs once over the joined batch:
-    per-unit calls cost more than the conversion itself.
+    `traditional` is a document's own verdict (`Document.traditional`). Without one (sentence
+    tables, bare sentences, the MLflow model), each unit decides for itself: it is converted when it
+    holds a traditional-only character. So a unit's view never depends on what else is in the
+    batch. Conversion runs once over the joined units that need it (per-unit calls cost more).
     """
     folded = fold(texts)
-    if traditional is None:
-        traditional = is_traditional("".join(folded[:200]))
-    if not traditional or not folded:
+    if traditional is False or not folded:
         return folded
-    out = to_simplified("\n".join(folded)).split("\n")
-    return out if len(out) == len(folded) else [to_simplified(t) for t in folded]
+    if traditional:
+        todo = list(range(len(folded)))
+    else:
+        search = _traditional_pattern().search
+        todo = [i for i, t in enumerate(folded) if search(t)]
+    if not todo:
+        return folded
+    converted = to_simplified("\n".join(folded[i] for i in todo)).split("\n")
+    if len(converted) != len(todo):
+        converted = [to_simplified(folded[i]) for i in todo]
+    out = list(folded)
+    for i, text in zip(todo, converted):
+        out[i] = text
+    return out
 
 
 # ---------------------------------------------------------------- files

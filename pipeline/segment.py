@@ -171,14 +171,17 @@ def _frame(doc_id: str, texts: list[str], headings: list[str], is_heading: list[
 def table_units(table: SentenceTable) -> pd.DataFrame:
     """Units of an already-split sentence table: one per row, as given; other columns pass through.
 
-    A table's own `sent_id` is kept (ids must survive a round trip through a spreadsheet or a
-    queue); rows without one get ``<doc>:<row>``."""
+    A table's own `sent_id` and `index` are kept (ids must survive a round trip through a
+    spreadsheet or a queue); rows without a `sent_id` get ``<doc>:<row>``, and `index` is the row
+    number when the table has none."""
     rows = table.rows
     frame = _frame(table.doc_id, [str(r.get("text") or "") for r in rows],
                    [str(r.get("heading") or "") for r in rows], [False] * len(rows), None,
                    docs=[str(r.get("doc") or table.doc_id) for r in rows])
     if "sent_id" in rows[0]:
         frame["sent_id"] = [str(r.get("sent_id") or s) for r, s in zip(rows, frame["sent_id"])]
+    if "index" in rows[0]:  # the table's own column, not a position: rows are classified alone
+        frame["index"] = [r.get("index") for r in rows]
     extra = pd.DataFrame(rows).drop(columns=[c for c in UNIT_COLUMNS if c in rows[0]], errors="ignore")
     return pd.concat([frame, extra.reset_index(drop=True)], axis=1)
 

@@ -216,13 +216,41 @@ def log_model(model_dir: Path) -> str:
     """Log the saved model directory as a pyfunc model in the active run; returns its model URI."""
     import mlflow
 
-    info = mlflow.pyfunc.log_model(  # "models from code": MLflow keeps the file, pickles no Python object
-        name="model", python_model=str(PYFUNC_FILE), artifacts={"model_dir": str(model_dir)},
-        code_paths=[str(PACKAGE_ROOT / "pipeline")],
-        input_example=pd.DataFrame({"text": ["加快推进长江生态保护修复。"]}),
-        pip_requirements=_requirements(),
-    )
-    return info.model_uri
+    return mlflow.pyfunc.log_model(name="model", **_pyfunc_spec(model_dir)).model_uri
+
+
+def save_pyfunc(model_dir: str | Path, path: str | Path) -> Path:
+    """The same MLflow model as a folder, without a tracking store: to ship with a Spark job or
+    serve with `mlflow models serve -m PATH`."""
+    import mlflow
+
+    mlflow.pyfunc.save_model(str(path), **_pyfunc_spec(Path(model_dir)))
+    return Path(path)
+
+
+def _pyfunc_spec(model_dir: Path) -> dict[str, Any]:
+    """"Models from code": MLflow keeps pyfunc_model.py and the package, and pickles no Python object."""
+    example = pd.DataFrame({"text": ["（三）推进生态文明建设", "加快推进长江生态保护修复。"], "doc": ["report", "report"],
+                            "index": [0, 1], "heading": ["", "（三）推进生态文明建设"]})
+    return {"python_model": str(PYFUNC_FILE), "artifacts": {"model_dir": str(model_dir)},
+            "code_paths": [str(PACKAGE_ROOT / "pipeline")], "signature": model_signature(model_dir),
+            "input_example": example, "pip_requirements": _requirements()}
+
+
+def model_signature(model_dir: Path) -> Any:
+    """`text` required; `doc`, `index`, `heading` optional (document context, as the CLI reads it);
+    the output columns of `classify.prediction_columns` for the model's own domain ids."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    from pipeline.model import load_model
+    from pipeline.pyfunc_model import INPUT_COLUMNS
+
+    ids = [str(c) for c in load_model(model_dir).classes_]
+    inputs = Schema([ColSpec(kind, name, required=name == "text") for name, kind in INPUT_COLUMNS.items()])
+    ranked = [ColSpec("string", "domain"), ColSpec("double", "confidence"), ColSpec("string", "domain_2"),
+              ColSpec("double", "score_2"), ColSpec("string", "domain_3"), ColSpec("double", "score_3")]
+    return ModelSignature(inputs, Schema(ranked + [ColSpec("double", f"score_{d}") for d in ids]))
 
 
 def _requirements() -> list[str]:
