@@ -38,12 +38,26 @@ def default_model_dir() -> Path:
 
 
 def load_model(path: str | Path | None = None) -> DomainClassifier:
-    """The verified model at `path`, or the one `dvc repro` produced."""
-    target = Path(path) if path else default_model_dir()
+    """The verified model at `path` (a folder, or an MLflow URI such as
+    ``models:/policy-domains@champion``), or the one `dvc repro` produced."""
+    target = resolve_model_dir(path)
     if not target.exists():
         raise ModelError(f"no trained model at {target}: run `dvc repro` (or `make run`) to train one, "
-                                "or pass --model PATH")
+                         "or pass --model PATH")
     return _load_model(target)
+
+
+def resolve_model_dir(model: str | Path | None) -> Path:
+    """A local model folder for a folder, an MLflow model URI (downloaded), or the default model."""
+    if model is not None and str(model).startswith(("models:/", "runs:/")):
+        import mlflow
+
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(str(model)))
+        except Exception as exc:  # noqa: BLE001 - any registry failure is the user's to fix: name it
+            raise ModelError(f"{model}: cannot fetch it from MLflow ({exc}); check MLFLOW_TRACKING_URI") from exc
+        return local / "artifacts" / "model_dir"
+    return Path(model) if model else default_model_dir()
 
 
 SCORE_DECIMALS = 4  # every surface (CLI rows, MLflow model, Spark) reports the same rounded scores
@@ -67,7 +81,7 @@ def predictions_frame(model: DomainClassifier, units: pd.DataFrame) -> pd.DataFr
     return pd.DataFrame({
         "domain": np.asarray(ids, dtype=object)[best],
         "confidence": proba[np.arange(len(units)), best],
-        "scores": [dict(zip(ids, row)) for row in proba.tolist()],
+        "scores": list(map(dict, map(zip, itertools.repeat(ids), proba.tolist()))),
     }, index=units.index)
 
 
@@ -156,7 +170,7 @@ def doc_ids(paths: list[Path]) -> dict[Path, str]:
     return {p: p.resolve().relative_to(root).as_posix() if p.stem in clashing else p.stem for p in paths}
 
 
-def _classify_file(model: DomainClassifier, path: Path, doc_id: str, seg: SegmentParams,
+def classify_file(model: DomainClassifier, path: Path, doc_id: str, seg: SegmentParams,
                    chunk_size: int) -> tuple[FileResult, list[pd.DataFrame]]:
     """One file's result and output chunks; a file that cannot be read is a failed result, not an error."""
     try:
@@ -177,7 +191,7 @@ def _init_worker(model_dir: str, seg: SegmentParams, chunk_size: int) -> None:
 
 
 def _worker(path: Path, doc_id: str) -> tuple[FileResult, list[pd.DataFrame]]:
-    return _classify_file(_WORKER["model"], path, doc_id, _WORKER["seg"], _WORKER["chunk_size"])
+    return classify_file(_WORKER["model"], path, doc_id, _WORKER["seg"], _WORKER["chunk_size"])
 
 
 def _parallel(paths: list[Path], ids: dict[Path, str], model_dir: str, seg: SegmentParams, chunk_size: int,
@@ -212,7 +226,7 @@ def iter_classified(inputs: list[str | Path], model_dir: str | Path | None = Non
         return
     model = model or load_model(model_dir)
     for path in paths:
-        yield _classify_file(model, path, ids[path], seg, chunk_size)
+        yield classify_file(model, path, ids[path], seg, chunk_size)
 
 
 def passthrough_columns(inputs: list[str | Path]) -> list[str]:
@@ -263,12 +277,12 @@ def format_chunk(chunk: pd.DataFrame, suffix: str, extra: list[str]) -> pd.DataF
 def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | None = None,
               model_dir: str | Path | None = None, jobs: int = 1, chunk_size: int = 2000,
               on_file: Callable[[FileResult], None] = lambda r: None,
-              seg: SegmentParams | None = None) -> list[FileResult]:
+              seg: SegmentParams | None = None, model: DomainClassifier | None = None) -> list[FileResult]:
     """Classify every input into `out` (and `summary`); returns one result per file.
 
     Both files are committed together at the end, and only if some file was classified: an
     exception, or a batch in which every file failed, leaves neither behind."""
-    model = load_model(model_dir)
+    model = model or load_model(model_dir)
     acc = Summary([str(c) for c in model.classes_])
     paths = list(iter_paths(inputs))
     extra = passthrough_columns(paths)

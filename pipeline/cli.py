@@ -246,7 +246,12 @@ def classify(inputs: List[Path] = Inputs,
              jobs: Optional[int] = typer.Option(None, min=1, help="Processes to spread documents over "
                                                                   "(default: classify.jobs in params.yaml)."),
              chunk_size: Optional[int] = typer.Option(None, min=1, help="Units per written chunk "
-                                                                       "(default: classify.chunk_size).")) -> None:
+                                                                       "(default: classify.chunk_size)."),
+             engine: str = typer.Option("local", help="local (this process, or --jobs processes) or spark."),
+             master: Optional[str] = typer.Option(None, help="Spark master, e.g. local[2] or spark://host:7077 "
+                                                             "(default: spark-submit's or local[*])."),
+             partition_by: Optional[str] = typer.Option(None, help="Spark engine: partition the Parquet output "
+                                                                   "by this input column (e.g. year).")) -> None:
     """Classify every sentence of the given reports; a bad file is reported and skipped."""
     import time
 
@@ -266,8 +271,15 @@ def classify(inputs: List[Path] = Inputs,
             rate = done["units"] / max(time.perf_counter() - start, 1e-9)
             bar.update(task, advance=1, rate=f"{rate:,.0f} sentences/s")
 
-        cl.run_batch(inputs, out_path, summary, model, jobs or int(settings["jobs"]),
-                     chunk_size or int(settings["chunk_size"]), on_file, _segment_params())
+        if engine == "spark":
+            from pipeline import spark
+
+            spark.run_batch(inputs, out_path, summary, model, master, _segment_params(), partition_by, on_file)
+        elif engine == "local":
+            cl.run_batch(inputs, out_path, summary, model, jobs or int(settings["jobs"]),
+                         chunk_size or int(settings["chunk_size"]), on_file, _segment_params())
+        else:
+            _fail(f"--engine must be local or spark, not '{engine}'")
     elapsed = time.perf_counter() - start
     out.print(f"{done['units']} sentences from {done['files'] - done['failed']} file(s) in {elapsed:.1f}s → {out_path}"
               + (f", summary → {summary}" if summary else "")

@@ -135,7 +135,9 @@ def model_input(units: pd.DataFrame) -> pd.DataFrame:
     headings = units["heading"].fillna("").astype(str) if "heading" in units else pd.Series([""] * len(units))
     unique = headings.unique().tolist()
     lookup = dict(zip(unique, normalise_many(unique)))
-    return pd.DataFrame({TEXT: text, HEADING: headings.map(lookup).tolist()}, index=units.index)
+    # object columns: pandas 3 would make Arrow-backed strings, which the hashers iterate slowly
+    return pd.DataFrame({TEXT: pd.Series(text, dtype=object, index=units.index),
+                         HEADING: pd.Series(headings.map(lookup).tolist(), dtype=object, index=units.index)})
 
 
 def _tfidf(hasher: BaseEstimator) -> Pipeline:

@@ -130,4 +130,4 @@ def read_table(path: str | Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     if suffix == ".csv":
         return pd.read_csv(path, encoding="utf-8-sig")
-    return pd.read_json(path, lines=True, dtype=False)
+    return pd.read_json(path, lines=True, dtype=False, precise_float=True)  # the fast parser is off by an ulp

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from pipeline.errors import IngestError
-from pipeline.ingest import Document, SentenceTable, Source, fold, iter_paths, normalise_many, read_source
+from pipeline.ingest import Document, SentenceTable, Source, fold, iter_paths, read_source, simplify_folded
 
 UNIT_COLUMNS = ["doc", "sent_id", "index", "text", "text_norm", "text_hash", "heading",
                 "is_heading", "position"]
@@ -150,7 +150,7 @@ def _frame(doc_id: str, texts: list[str], headings: list[str], is_heading: list[
            traditional: bool | None, docs: list[str] | None = None) -> pd.DataFrame:
     n = len(texts)
     folded = fold(texts)
-    norms = normalise_many(folded, traditional) if traditional is not False else folded
+    norms = simplify_folded(folded, traditional)
 
     def col(values: list[str]) -> pd.Series:  # object dtype: skips pandas' costly str inference
         return pd.Series(values, dtype=object)
@@ -182,7 +182,9 @@ def table_units(table: SentenceTable) -> pd.DataFrame:
         frame["sent_id"] = [str(r.get("sent_id") or s) for r, s in zip(rows, frame["sent_id"])]
     if "index" in rows[0]:  # the table's own column, not a position: rows are classified alone
         frame["index"] = [r.get("index") for r in rows]
-    extra = pd.DataFrame(rows).drop(columns=[c for c in UNIT_COLUMNS if c in rows[0]], errors="ignore")
+    if set().union(*rows) <= set(UNIT_COLUMNS):
+        return frame
+    extra = pd.DataFrame(rows).drop(columns=UNIT_COLUMNS, errors="ignore")
     return pd.concat([frame, extra.reset_index(drop=True)], axis=1)
 
 

@@ -26,7 +26,7 @@ LAYERS = [
     {"evaluate"},                                    # leave-one-document-out protocol
     {"train", "selection", "audit"},                   # fit + card; model selection; label review
     {"classify"},                                    # reports → rows + summary
-    {"annotate", "labelstudio", "report", "tracking", "pyfunc_model", "plots_template"},
+    {"annotate", "labelstudio", "report", "tracking", "pyfunc_model", "plots_template", "spark"},
     {"cli"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
