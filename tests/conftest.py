@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 import csv
+import contextlib
+import os
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -53,3 +60,33 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model_dir = tmp_path_factory.mktemp("tiny-model")
     save_model(build_estimator(TINY_PARAMS).fit(frame, frame["primary"]), model_dir)
     return model_dir
+
+
+# ---------------------------------------------------------------- servers started by the tests
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], ready_url: str, log: Path, env: dict[str, str] | None = None,
+            timeout: float = 120) -> Iterator[subprocess.Popen]:
+    """Run a server on loopback until `ready_url` answers; stop it (its whole process group) after."""
+    proc = subprocess.Popen(cmd, env=env, cwd=log.parent, stdout=subprocess.DEVNULL, stderr=open(log, "w"),
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(ready_url, timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{cmd[0]} did not start: {log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield proc
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)

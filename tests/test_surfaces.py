@@ -8,10 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,6 +18,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import free_port, serving
 from pipeline import classify as cl
 from pipeline.cli import app
 from pipeline.io import read_table
@@ -152,12 +150,6 @@ def test_mlflow_model_refuses_rows_it_cannot_read(pyfunc_dir: Path, bad: dict) -
         model.predict(pd.DataFrame(bad))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, payload: dict) -> tuple[int, dict]:
     request = urllib.request.Request(url, json.dumps(payload, ensure_ascii=False).encode("utf-8"),
                                      {"Content-Type": "application/json"})
@@ -169,43 +161,25 @@ def _post(url: str, payload: dict) -> tuple[int, dict]:
 
 
 @pytest.mark.slow
-def test_served_model_answers_like_the_cli(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_served_model_answers_like_the_cli(tiny_model_dir: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """`mlflow models serve` started as the README writes it (registry alias, venv on PATH), a real
     HTTP request, the CLI's domains and scores back; a null text is a 400 with a reason."""
     from pipeline import tracking
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": store, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = store
-    try:
-        model_dir = tmp_path / "model"
-        shutil.copytree(tiny_model_dir, model_dir)
-        params = {"mlflow": {"experiment": "serve", "tracking_uri": store, "registered_model": "policy-domains",
-                             "register_min_macro_f1": 0.0}, "train": {}, "segment": {}}
-        headline = {"units": 1, "accuracy": 1.0, "lenient_accuracy": 1.0, "macro_f1": 1.0,
-                    "macro_f1_supported": 1.0, "weighted_f1": 1.0}
-        logged = tracking.log_training(params, {"metrics": {}}, headline, {}, [], model_dir, pytest.fail, print)
-        assert logged.champion == "1"
-    finally:
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
-    port = _free_port()
-    proc = subprocess.Popen(["mlflow", "models", "serve", "-m", "models:/policy-domains@champion", "--env-manager",
-                             "local", "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"), start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow models serve did not start: {(tmp_path / 'serve.log').read_text()[-3000:]}")
-                time.sleep(0.5)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    params = {"mlflow": {"experiment": "serve", "tracking_uri": store, "registered_model": "policy-domains",
+                         "register_min_macro_f1": 0.0}, "train": {}, "segment": {}}
+    headline = {"units": 1, "accuracy": 1.0, "lenient_accuracy": 1.0, "macro_f1": 1.0,
+                "macro_f1_supported": 1.0, "weighted_f1": 1.0}
+    assert tracking.log_training(params, {"metrics": {}}, headline, {}, [], model_dir, pytest.fail, print).champion == "1"
+    port = free_port()
+    with serving(["mlflow", "models", "serve", "-m", "models:/policy-domains@champion", "--env-manager", "local",
+                  "-h", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", env):
         cli = _cli_rows(tiny_model_dir, tmp_path)
         frame = cli[["text", "doc", "index", "heading"]]
         status, body = _post(f"http://127.0.0.1:{port}/invocations",
@@ -216,6 +190,3 @@ def test_served_model_answers_like_the_cli(tiny_model_dir: Path, tmp_path: Path)
         pd.testing.assert_frame_equal(got[expected.columns], expected, check_dtype=False)
         status, body = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_records": [{"text": None}]})
         assert status == 400 and "null or empty" in json.dumps(body, ensure_ascii=False)
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
