@@ -49,7 +49,8 @@ def agreement(annotations: pd.DataFrame) -> dict:
     """Primary-domain agreement on units labelled by two or more annotators, and the disagreements."""
     multi = annotations.groupby("text_hash").filter(lambda g: g["annotator"].nunique() >= 2)
     if multi.empty:
-        return {"units": 0, "kappa": None, "alpha": None, "pairs": {}, "disagreements": pd.DataFrame()}
+        return {"units": 0, "kappa": None, "alpha": None, "exact_label_agreement": None, "pairs": {},
+                "disagreements": pd.DataFrame()}
     prim = multi.assign(primary=multi["domains"].map(lambda d: d[0]))
     by_unit = prim.groupby("text_hash")
     alpha = krippendorff_alpha_nominal([list(g["primary"]) for _, g in by_unit])

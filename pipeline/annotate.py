@@ -9,12 +9,20 @@
 - `accept` moves the rows an annotator completed from a queue into their file under
   ``labels/annotations/``, validated by the same rules as `labels check` (`labels.validate_rows`).
 
+A queue makes a round trip through a spreadsheet, so it is written to survive one: cells that
+would run as formulas get a protecting apostrophe, and the identifiers (`sent_id`, `text_hash`,
+`doc`) always do, so that Excel or WPS keeps them as text instead of turning a hash into a number or
+a unit id into a time; `accept` removes the apostrophes, reads the file in whatever encoding and
+delimiter the spreadsheet saved it, and refuses rows whose identifiers were changed anyway. Both
+files are changed under exclusive locks, so two `accept` runs never lose each other's rows.
+
 Finding labels that may be wrong is `pipeline.audit`; the label files themselves are `pipeline.labels`.
 """
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,15 +30,16 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import IngestError, UsageError
+from pipeline.errors import IngestError, LabelError, UsageError
 from pipeline.ingest import iter_paths, normalise_many
-from pipeline.io import read_table
-from pipeline.labels import (COLUMNS, Issue, append_label_rows, check_annotator, hash_text, read_csv_records,
-                             validate_rows, write_label_rows, write_records)
+from pipeline.io import locked, read_table, sheet_id, sheet_id_value, sheet_safe, sheet_value
+from pipeline.labels import (COLUMNS, Issue, append_label_rows, check_annotator, hash_text, read_annotator_file,
+                             read_csv_records, validate_rows, write_label_rows, write_records)
 from pipeline.segment import SegmentParams, units_from_path
 
 QUEUE_EXTRA = ["suggested", "confidence", "heading"]
 QUEUE_COLUMNS = COLUMNS + QUEUE_EXTRA
+QUEUE_IDS = ("sent_id", "text_hash", "doc")  # written as text a spreadsheet will not convert
 STRATEGIES = ("uncertainty", "margin", "diverse")
 HEAD_FACTOR = 5  # picks are spread over the HEAD_FACTOR * n most uncertain candidates
 
@@ -41,13 +50,15 @@ def today() -> str:
 
 # ---------------------------------------------------------------- pool and what is already labelled
 
-def pool_units(inputs: Sequence[str | Path], seg: SegmentParams | None = None) -> tuple[pd.DataFrame, list[str]]:
+def pool_units(inputs: Sequence[str | Path], seg: SegmentParams | None = None,
+               exclude: Sequence[str | Path] = ()) -> tuple[pd.DataFrame, list[str]]:
     """Units of report files/directories, sentence tables (.jsonl/.csv) or a segmented .parquet corpus.
 
     Returns (units, errors); a file that cannot be read is reported, not fatal, as in `classify`.
+    Files in `exclude` (the queue being written) found in a folder are not part of the pool.
     """
     frames, errors = [], []
-    for path in iter_paths(list(inputs)):
+    for path in iter_paths(list(inputs), exclude):
         try:
             frames.append(read_table(path) if path.suffix.lower() == ".parquet" else units_from_path(path, seg))
         except IngestError as exc:
@@ -222,8 +233,26 @@ def _queue(units: pd.DataFrame, proba: np.ndarray, ids: list[str]) -> pd.DataFra
     }, columns=QUEUE_COLUMNS)
 
 
+def _queue_cell(column: str | None, value: Any) -> Any:
+    """A queue cell as written: identifiers kept text (`sheet_id`), everything else formula-safe."""
+    value = "" if value is None else value
+    return sheet_id(str(value)) if column in QUEUE_IDS else sheet_safe(value)
+
+
+def _queue_value(column: str | None, cell: str) -> str:
+    """A queue cell as it was before `_queue_cell` protected it."""
+    return sheet_id_value(cell) if column in QUEUE_IDS else str(sheet_value(cell))
+
+
 def write_queue(queue: pd.DataFrame, path: str | Path) -> Path:
-    return write_label_rows(path, queue.to_dict(orient="records"), QUEUE_COLUMNS)
+    return write_label_rows(path, queue.to_dict(orient="records"), QUEUE_COLUMNS, cell=_queue_cell)
+
+
+def read_queue(path: str | Path) -> list[dict[str, str]]:
+    """A queue's rows with their values as `accept` reads them (the spreadsheet protection removed)."""
+    header, records = read_csv_records(path)
+    return [{h: _queue_value(h, f) for h, f in zip(header, fields)} for _, fields in records
+            if any(f.strip() for f in fields)]
 
 
 # ---------------------------------------------------------------- accept
@@ -240,19 +269,40 @@ def accept(queue_path: str | Path, annotator: str, labels_dir: str | Path, now: 
     """Move completed, valid rows of a queue into ``labels/annotations/<annotator>.csv``.
 
     A row is complete when `domains` is filled in. Complete rows get the annotator and date where
-    empty and a fresh text_hash, then pass `labels.read_label_file` (the `labels check` rules) and
-    must not repeat a unit already in the annotator's file. Invalid and incomplete rows stay in the
-    queue, the invalid ones reported by queue file and line. Both files are replaced atomically,
-    the annotation file first, so a crash in between leaves rows in both, never in neither.
+    empty (and a text_hash computed from the text where empty), then pass `labels.validate_rows`
+    (the `labels check` rules, including identifiers a spreadsheet converted and a text_hash that
+    no longer matches the text) and must not repeat a unit already in the annotator's file. Invalid
+    and incomplete rows stay in the queue, the invalid ones reported by queue file and row. An
+    annotator file that rows cannot be appended to without loss (a header without `domains`) takes
+    nothing. Both files are locked for the whole run and replaced atomically, the annotation file
+    first, so a crash in between leaves rows in both, never in neither.
     """
     annotator = check_annotator(annotator)
     queue_path = Path(queue_path)
     shown = str(queue_path)
     target = Path(labels_dir) / "annotations" / f"{annotator}.csv"
-    header, records = read_csv_records(queue_path)
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        return Accepted(0, len(records), target, [Issue(shown, 1, "error", f"missing column(s): {', '.join(missing)}")])
+    if target.exists() and queue_path.exists() and os.path.samefile(queue_path, target):
+        raise UsageError(f"{queue_path}: this is {annotator}'s annotation file itself; accept a queue written by "
+                         "`policy-domains suggest`")
+    with locked(queue_path, target):
+        header, records = read_csv_records(queue_path)
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            return Accepted(0, len(records), target,
+                            [Issue(shown, 1, "error", f"missing column(s): {', '.join(missing)}")])
+        try:
+            existing = _existing(target)
+        except LabelError as exc:
+            where = getattr(exc, "line", 0)
+            return Accepted(0, len(records), target, [Issue(str(target), where, "error",
+                                                            f"{getattr(exc, 'reason', exc)}; nothing was accepted")])
+        return _move(queue_path, header, records, target, existing, annotator, now)
+
+
+def _move(queue_path: Path, header: list[str], records: list[tuple[int, list[str]]], target: Path,
+          existing: dict[tuple[str, str], int], annotator: str, now: str | None) -> Accepted:
+    """The body of `accept`, with both files locked and the annotator's file known to be sound."""
+    shown = str(queue_path)
     issues: list[Issue] = []
     rows: list[dict[str, Any] | None] = [None] * len(records)
     originals: dict[int, list[str]] = {}
@@ -263,16 +313,15 @@ def accept(queue_path: str | Path, annotator: str, labels_dir: str | Path, now: 
         if len(fields) != len(header):
             issues.append(Issue(shown, line, "error", f"{len(fields)} fields, header has {len(header)}"))
             continue
-        row = dict(zip(header, (f.strip() for f in fields)))
+        row = {h: _queue_value(h, f).strip() for h, f in zip(header, fields)}
         if not row.get("domains"):
             continue
         row["annotator"] = row.get("annotator") or annotator
         row["updated_at"] = row.get("updated_at") or now or today()
-        row["text_hash"] = hash_text(row.get("text", ""))
+        row["text_hash"] = row.get("text_hash") or hash_text(row.get("text", ""))
         rows[pos] = row
     frame, found = validate_rows(rows, shown)
     issues += [i for i in found if i.level == "error"]
-    existing = _existing(target)
     good: list[int] = []
     for r in frame.itertuples():
         clash = existing.get(("text", r.text_hash)) or (existing.get(("sent_id", r.sent_id)) if r.sent_id else None)
@@ -283,22 +332,31 @@ def accept(queue_path: str | Path, annotator: str, labels_dir: str | Path, now: 
             good.append(int(r.line))
     errors_at = {i.line for i in issues}
     good = [line for line in good if line not in errors_at]
-    moved = [rows[line - 2] for line in good]
+    moved = [rows[line - 2] for line in good]  # text_hash given and matching the text, or computed from it
     if moved:
         append_label_rows(target, moved)
-    kept = [fields for line, fields in originals.items() if line not in set(good)]
+    kept = [_protected(header, fields) for line, fields in originals.items() if line not in set(good)]
     write_records(queue_path, header, kept)
     return Accepted(len(moved), len(kept), target, issues)
 
 
+def _protected(header: list[str], fields: list[str]) -> list[str]:
+    """A row kept in the queue, re-protected for the spreadsheet (a row with the wrong number of
+    fields is kept exactly as it is: it has to be fixed by hand)."""
+    if len(fields) != len(header):
+        return fields
+    return [_queue_cell(h, _queue_value(h, f)) for h, f in zip(header, fields)]
+
+
 def _existing(target: Path) -> dict[tuple[str, str], int]:
-    """(kind, key) → line of the rows already in an annotator's file, to refuse repeats."""
+    """(kind, key) → line of the rows already in an annotator's file, to refuse repeats. Raises
+    `LabelError` for a file rows cannot be appended to (`labels.read_annotator_file`)."""
     if not target.exists():
         return {}
-    header, records = read_csv_records(target)
+    _, header, records = read_annotator_file(target)
     seen: dict[tuple[str, str], int] = {}
     for line, fields in records:
-        row = dict(zip(header, fields))
+        row = dict(zip(header, (str(sheet_value(f)) for f in fields)))
         if row.get("text"):
             seen.setdefault(("text", hash_text(row["text"])), line)
         if row.get("sent_id"):

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import LabelError
+from pipeline.errors import LabelError, UsageError
 from pipeline.evaluate import has_two_documents, lodo, oof_domains
-from pipeline.io import atomic_path
+from pipeline.io import read_table, write_table
 from pipeline.labels import check, split_domains, training_table
 from pipeline.model import build_estimator
 
@@ -71,12 +71,16 @@ def audit(labels_dir: str | Path, units: pd.DataFrame, params: dict[str, Any],
 
 def read_oof(path: str | Path) -> pd.DataFrame:
     """The evaluate stage's out-of-fold table (its `domains` column is stored as 'a|b')."""
-    oof = pd.read_parquet(path)
+    oof = read_table(path)
+    missing = {"text", "doc", "text_hash", "primary", "domains"} - set(oof.columns)
+    if missing or not any(str(c).startswith("p_") for c in oof.columns):
+        raise UsageError(f"{path}: not an out-of-fold table of `policy-domains train` (missing "
+                         f"{', '.join(sorted(missing)) or 'p_<domain> columns'}); use reports/eval/oof.parquet")
     oof["domains"] = oof["domains"].map(split_domains)
     return oof
 
 
 def write_audit(frame: pd.DataFrame, path: str | Path) -> Path:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, encoding="utf-8-sig")
+    """The review queue, by extension; as CSV (UTF-8 with BOM) with spreadsheet-safe cells."""
+    write_table(frame, path)
     return Path(path)

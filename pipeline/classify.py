@@ -3,16 +3,24 @@
 Documents stream through ingest → segment → predict → write one at a time (in chunks of units), so
 memory depends on the largest document, not on the size of the batch: the summary keeps counts
 only, and `--jobs` keeps at most two documents per worker in flight. A file that fails is reported
-and skipped; the others are still classified. Output files appear only when the run completes.
+and skipped; the others are still classified. Output files appear only when the run completes,
+together: a summary that cannot be written leaves the old output in place too. A worker process
+that dies (killed, out of memory) stops the run with the file it was on, instead of hanging it.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
 import multiprocessing as mp
 import os
+import signal
+import threading
+import traceback
 from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -22,8 +30,8 @@ import pandas as pd
 
 from pipeline import config
 from pipeline.errors import IngestError, ModelError
-from pipeline.ingest import is_sentence_table, iter_paths, normalise_many, read_source
-from pipeline.io import TableWriter
+from pipeline.ingest import doc_id_for, is_sentence_table, iter_paths, normalise_many, printable_path, read_source
+from pipeline.io import TableWriter, commit_all
 from pipeline.model import DomainClassifier
 from pipeline.model import load_model as _load_model
 from pipeline.segment import UNIT_COLUMNS, SegmentParams, units_from_path
@@ -31,6 +39,8 @@ from pipeline.segment import UNIT_COLUMNS, SegmentParams, units_from_path
 OUTPUT_COLUMNS = ["doc", "sent_id", "index", "text", "heading", "is_heading", "domain", "confidence", "scores"]
 # Unit columns the model or segmenter needs but that mean nothing to a reader of the output.
 _INTERNAL = {"text_norm", "text_hash", "position"}
+# Columns this run adds: an input table carrying them (a previous result) keeps them as input_<name>.
+PREDICTION_COLUMNS = ("domain", "confidence", "scores")
 
 
 def default_model_dir() -> Path:
@@ -159,6 +169,22 @@ class FileResult:
     ok: bool
     units: int = 0
     error: str = ""
+    warning: str = ""
+
+
+def input_names(columns: Iterable[str]) -> dict[str, str]:
+    """New names for an input table's columns that this run's predictions would overwrite:
+    ``domain`` → ``input_domain`` (``input_input_domain`` if that is taken too, and so on)."""
+    taken = set(columns)
+    renamed: dict[str, str] = {}
+    for column in PREDICTION_COLUMNS:
+        if column in taken:
+            new = f"input_{column}"
+            while new in taken:
+                new = f"input_{new}"
+            renamed[column] = new
+            taken.add(new)
+    return renamed
 
 
 def doc_ids(paths: list[Path]) -> dict[Path, str]:
@@ -167,7 +193,8 @@ def doc_ids(paths: list[Path]) -> dict[Path, str]:
     stems = [p.stem for p in paths]
     clashing = {s for s in stems if stems.count(s) > 1} if len(set(stems)) < len(stems) else set()
     root = Path(os.path.commonpath([p.resolve().parent for p in paths])) if clashing else Path()
-    return {p: p.resolve().relative_to(root).as_posix() if p.stem in clashing else p.stem for p in paths}
+    return {p: printable_path(p.resolve().relative_to(root).as_posix()) if p.stem in clashing else doc_id_for(p)
+            for p in paths}
 
 
 def classify_file(model: DomainClassifier, path: Path, doc_id: str, seg: SegmentParams,
@@ -177,40 +204,121 @@ def classify_file(model: DomainClassifier, path: Path, doc_id: str, seg: Segment
         units = units_from_path(path, seg, doc_id)
     except IngestError as exc:
         return FileResult(str(path), False, error=str(exc)), []
+    renamed = input_names(units.columns)
+    units = units.rename(columns=renamed)
+    warning = (f"{path}: its column(s) {', '.join(renamed)} would clash with this run's predictions: kept as "
+               f"{', '.join(renamed.values())}") if renamed else ""
     # the whole document at once, so that no unit loses its neighbours at a chunk edge
     rows = classify_units(model, units, in_sequence=not is_sentence_table(path))
     chunks = [rows.iloc[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
-    return FileResult(str(path), True, units=len(units)), chunks
+    return FileResult(str(path), True, units=len(units), warning=warning), chunks
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(model_dir: str, seg: SegmentParams, chunk_size: int) -> None:
-    _WORKER.update(model=load_model(model_dir), seg=seg, chunk_size=chunk_size)
+class WorkerError(RuntimeError):
+    """An unexpected error in a worker process (a bug), carried back as text: the original exception
+    may not survive pickling, and its traceback would otherwise be lost."""
+
+
+def _init_worker(model_dir: str, seg: SegmentParams, chunk_size: int, started: Any) -> None:
+    # Ctrl-C reaches the whole process group: the main process stops the run, workers just finish
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER.update(model=load_model(model_dir), seg=seg, chunk_size=chunk_size, started=started)
 
 
 def _worker(path: Path, doc_id: str) -> tuple[FileResult, list[pd.DataFrame]]:
-    return classify_file(_WORKER["model"], path, doc_id, _WORKER["seg"], _WORKER["chunk_size"])
+    _WORKER["started"].put((os.getpid(), str(path)))
+    try:
+        return classify_file(_WORKER["model"], path, doc_id, _WORKER["seg"], _WORKER["chunk_size"])
+    except Exception as exc:  # noqa: BLE001 - re-raised in the main process with the worker's traceback
+        raise WorkerError(f"{path}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}") from None
 
 
 def _parallel(paths: list[Path], ids: dict[Path, str], model_dir: str, seg: SegmentParams, chunk_size: int,
               jobs: int) -> Iterator[tuple[FileResult, list[pd.DataFrame]]]:
-    """Results in input order with at most 2 × jobs documents in flight (Pool.imap would buffer
-    every finished document while the writer lags behind). Workers come from a fork server, not a
-    fork of this process: forking a process with running threads (progress bar, BLAS) can deadlock;
-    the server imports this module once, so workers start without re-importing scikit-learn."""
+    """Results in input order with at most 2 × jobs documents in flight (an unbounded map would
+    buffer every finished document while the writer lags behind). Workers come from a fork server,
+    not a fork of this process: forking a process with running threads (progress bar, BLAS) can
+    deadlock; the server imports this module once, so workers start without re-importing
+    scikit-learn. A process pool from concurrent.futures, not multiprocessing.Pool: when a worker
+    dies, the former fails the pending results where the latter waits for them for ever."""
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload([__name__])
-    with ctx.Pool(jobs, _init_worker, (model_dir, seg, chunk_size)) as pool:
-        todo = iter(paths)
-        pending = deque(pool.apply_async(_worker, (p, ids[p])) for p in itertools.islice(todo, 2 * jobs))
+    started = ctx.SimpleQueue()
+    pending: deque[tuple[Path, Future]] = deque()
+    todo = iter(paths)
+    executor = None
+    try:
+        with _signals_held():  # the first submits start the workers
+            _start_forkserver_deaf_to_ctrl_c()
+            executor = ProcessPoolExecutor(jobs, ctx, _init_worker, (model_dir, seg, chunk_size, started))
+            pending.extend((p, executor.submit(_worker, p, ids[p])) for p in itertools.islice(todo, 2 * jobs))
         while pending:
-            result = pending.popleft().get()
+            future = pending[0][1]
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                raise _died(pending, started) from None
+            pending.popleft()
             nxt = next(todo, None)
             if nxt is not None:
-                pending.append(pool.apply_async(_worker, (nxt, ids[nxt])))
+                pending.append((nxt, executor.submit(_worker, nxt, ids[nxt])))
             yield result
+    finally:  # waiting lets running workers finish their file: killed mid-start they print tracebacks
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP while worker processes start, and deliver them after: an
+    exception raised while a new worker is being handed to the fork server (which takes seconds
+    while it imports the model's libraries) leaves a half-started child behind that dies with a
+    traceback once this process has gone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+def _start_forkserver_deaf_to_ctrl_c() -> None:
+    """Start the fork server with SIGINT ignored, which it and every worker it forks inherit: Ctrl-C
+    reaches the whole process group, and only the main process should act on it (it stops the run
+    and removes its temporary files); a child interrupted while importing would print a traceback."""
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Python handler would not survive the exec
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _died(pending: deque[tuple[Path, Future]], started: Any) -> IngestError:
+    """The one-line error for a dead worker, naming the file it was classifying: among the files
+    not finished, those a worker had started (the others were only queued)."""
+    begun: set[str] = set()
+    while not started.empty():
+        begun.add(started.get()[1])
+    unfinished = [str(p) for p, f in pending if not f.done() or isinstance(f.exception(), BrokenProcessPool)]
+    culprits = [p for p in unfinished if p in begun] or unfinished
+    which = culprits[0] if len(culprits) == 1 else "one of " + ", ".join(culprits)
+    return IngestError(f"{which}: the worker process classifying it died (killed, out of memory or crashed); "
+                       "the run stopped and wrote nothing. Run again with --jobs 1 to see that file's error")
 
 
 def iter_classified(inputs: list[str | Path], model_dir: str | Path | None = None,
@@ -243,8 +351,9 @@ def passthrough_columns(inputs: list[str | Path]) -> list[str]:
             table = read_source(path)
         except IngestError:
             continue  # reported when the file itself is classified
-        for row in table.rows:
-            seen.update(dict.fromkeys(row))
+        columns = list(dict.fromkeys(c for row in table.rows for c in row))
+        renamed = input_names(columns)  # as `classify_file` renames them
+        seen.update(dict.fromkeys(renamed.get(c, c) for c in columns))
     return [c for c in seen if c not in UNIT_COLUMNS or c == "index"]
 
 
@@ -281,16 +390,18 @@ def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | N
     """Classify every input into `out` (and `summary`); returns one result per file.
 
     Both files are committed together at the end, and only if some file was classified: an
-    exception, or a batch in which every file failed, leaves neither behind."""
+    exception, or a batch in which every file failed, leaves neither behind. `out` and `summary`
+    found inside an input folder (a previous run's result) are not inputs."""
     model = model or load_model(model_dir)
     acc = Summary([str(c) for c in model.classes_])
-    paths = list(iter_paths(inputs))
+    targets = [Path(p) for p in (out, summary) if p]
+    paths = list(iter_paths(inputs, exclude=targets))
     extra = passthrough_columns(paths)
     results: list[FileResult] = []
     writers: list[TableWriter] = []
     done = False
     try:
-        writers += [TableWriter(path) for path in (out, summary) if path]
+        writers += [TableWriter(path) for path in targets]
         for result, chunks in iter_classified(paths, model_dir, None if jobs > 1 else model, jobs, chunk_size, seg):
             for chunk in chunks:
                 writers[0].write(format_chunk(chunk, writers[0].suffix, extra))
@@ -301,8 +412,7 @@ def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | N
             writers[1].write(acc.frame())
         done = any(r.ok for r in results)
     finally:
-        for writer in writers:
-            writer.close(ok=done)
+        commit_all(writers, done)
     return results
 
 

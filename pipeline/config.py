@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.errors import UsageError
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -28,8 +30,18 @@ def project_root() -> Path:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh) or {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise UsageError(f"{path}: {where}not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected sections such as 'paths:' and 'segment:', found {type(data).__name__}")
+    return data
 
 
 def load_params(path: str | Path | None = None) -> dict[str, Any]:

@@ -4,11 +4,15 @@ Government files come as GB18030/GBK or UTF-8 (with or without BOM) text, web pa
 PDF extractions. Decoding is strict: a file that would need replacement characters is refused with
 its name, never silently mangled. Cleaning removes the debris seen in real files (page headers,
 "(上接1版)", HTML tags, portal metadata, markdown marks) and rejoins sentences broken across lines.
+
+Every file is read within limits, so that one hostile or broken file costs an error message, not the
+machine: regular files only, at most `pipeline.io.MAX_FILE_BYTES`; a `.docx` is measured through
+its zip directory before it is parsed (`MAX_DOCX_ENTRIES`, `MAX_DOCX_BYTES`, `MAX_DOCX_XML_BYTES`);
+CSV fields at most `pipeline.io.FIELD_LIMIT` characters, as is the `text` of a `.jsonl` row.
 """
 from __future__ import annotations
 
 import codecs
-import csv
 import html
 import io
 import json
@@ -18,15 +22,24 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from pipeline.errors import IngestError
+from pipeline.io import FIELD_LIMIT, csv_records, read_bytes, sheet_value
 
 TEXT_SUFFIXES = {".txt", ".md", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
 DOCX_SUFFIXES = {".docx"}
 TABLE_SUFFIXES = {".jsonl", ".csv"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | DOCX_SUFFIXES | TABLE_SUFFIXES
+
+MAX_DOCX_ENTRIES = 5_000
+"""Most parts a .docx may hold (a long report with pictures has a few hundred)."""
+MAX_DOCX_BYTES = 256 * 2 ** 20
+"""Largest total expanded size of a .docx's parts (256 MB; pictures included)."""
+MAX_DOCX_XML_BYTES = 32 * 2 ** 20
+"""Largest total expanded size of its XML parts (32 MB, about ten times a 300-page report): parsed
+XML takes some 30 times its size in memory, so this is the cap that stops a zip bomb."""
 
 
 @dataclass
@@ -143,19 +156,44 @@ def html_to_text(markup: str) -> str:
     return "".join(parser.parts)
 
 
-def docx_to_text(path: Path) -> str:
+def docx_to_text(path: Path, data: bytes | None = None) -> str:
+    """The paragraphs of a Word file, one per line.
+
+    The zip directory is checked against the size caps before anything is expanded. python-docx
+    then parses untrusted bytes: whatever it raises on a broken package (malformed XML, a corrupt
+    deflate stream, a missing part) means the file cannot be read, and is reported as such."""
     import zipfile
 
     import docx  # python-docx
     from docx.opc.exceptions import PackageNotFoundError
 
+    data = read_bytes(path) if data is None else data
     try:
-        document = docx.Document(str(path))
-    except PackageNotFoundError as exc:  # python-docx's error for a file that is no zip archive at all
+        with zipfile.ZipFile(io.BytesIO(data)) as package:
+            _check_docx_sizes(path, package.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
         raise IngestError(f"{path}: not a readable .docx file (not a zip package)") from exc
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise IngestError(f"{path}: not a readable .docx file ({exc})") from exc
-    return "\n".join(p.text for p in document.paragraphs)
+    try:
+        document = docx.Document(io.BytesIO(data))
+        return "\n".join(p.text for p in document.paragraphs)
+    except PackageNotFoundError as exc:
+        raise IngestError(f"{path}: not a readable .docx file (not a Word package)") from exc
+    except Exception as exc:  # noqa: BLE001 - a third-party parser on a broken file: see the docstring
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise IngestError(f"{path}: not a readable .docx file ({reason})") from exc
+
+
+def _check_docx_sizes(path: Path, entries: list[Any]) -> None:
+    xml = sum(e.file_size for e in entries if e.filename.lower().endswith((".xml", ".rels")))
+    total = sum(e.file_size for e in entries)
+    if len(entries) > MAX_DOCX_ENTRIES:
+        raise IngestError(f"{path}: {len(entries):,} parts in the .docx package, over the limit of "
+                          f"{MAX_DOCX_ENTRIES:,}; not read")
+    if xml > MAX_DOCX_XML_BYTES or total > MAX_DOCX_BYTES:
+        raise IngestError(f"{path}: the .docx expands to {max(xml, total) / 2 ** 20:,.1f} MB"
+                          f"{' of XML' if xml > MAX_DOCX_XML_BYTES else ''}, over the limit of "
+                          f"{(MAX_DOCX_XML_BYTES if xml > MAX_DOCX_XML_BYTES else MAX_DOCX_BYTES) / 2 ** 20:,.0f} MB "
+                          "(a zip bomb, or save it as .txt); not read")
 
 
 # ---------------------------------------------------------------- cleaning
@@ -317,13 +355,18 @@ def simplify_folded(folded: list[str], traditional: bool | None = None) -> list[
 
 # ---------------------------------------------------------------- files
 
-def iter_paths(inputs: list[str | Path]) -> Iterator[Path]:
-    """Files named, and supported files under directories named (sorted, recursive)."""
+def iter_paths(inputs: list[str | Path], exclude: Iterable[str | Path] = ()) -> Iterator[Path]:
+    """Files named, and supported files under directories named (sorted, recursive).
+
+    Under a directory, only regular files count (a FIFO or a link to a device is no report), hidden
+    files and Office's ``~$`` owner files are skipped, and so is any file in `exclude`: a command's
+    own output inside an input folder is not an input."""
+    skipped = {Path(p).resolve() for p in exclude}
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-                              and not p.name.startswith("."))
+                              and not p.name.startswith((".", "~$")) and p.resolve() not in skipped)
         else:
             yield path
 
@@ -334,13 +377,20 @@ def is_sentence_table(path: str | Path) -> bool:
 
 
 def doc_id_for(path: Path) -> str:
-    return path.stem
+    """The document id of a file: its name without suffix, with bytes that are not UTF-8 (a file
+    name from another system) shown as \\x.. escapes, so that every output format can hold it."""
+    return printable_path(path.stem)
+
+
+def printable_path(name: str | Path) -> str:
+    """`name` with undecodable file-name bytes (Python's surrogate escapes) as \\x.. escapes."""
+    return str(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def read_source(path: str | Path, doc_id: str | None = None, heading_max_chars: int = 50) -> Source:
     """Read one file into a Document (or a SentenceTable); raise IngestError naming the file."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise IngestError(f"{path}: no such file")
     if path.is_dir():
         raise IngestError(f"{path}: is a directory")
@@ -349,13 +399,11 @@ def read_source(path: str | Path, doc_id: str | None = None, heading_max_chars: 
         raise IngestError(f"{path}: unsupported file type '{suffix}' (expected one of "
                           f"{', '.join(sorted(SUPPORTED_SUFFIXES))})")
     doc_id = doc_id or doc_id_for(path)
-    try:
-        if suffix in DOCX_SUFFIXES:
-            raw, encoding = docx_to_text(path), "docx"
-        else:
-            raw, encoding = decode_bytes(path.read_bytes(), str(path))
-    except OSError as exc:
-        raise IngestError(f"{path}: cannot read ({exc.strerror})") from exc
+    data = read_bytes(path)
+    if suffix in DOCX_SUFFIXES:
+        raw, encoding = docx_to_text(path, data), "docx"
+    else:
+        raw, encoding = decode_bytes(data, str(path))
     if suffix in TABLE_SUFFIXES:
         return _read_table(raw, path, doc_id, encoding)
     if suffix in HTML_SUFFIXES:
@@ -384,7 +432,7 @@ def _json_lines(raw: str, path: Path) -> list[tuple[int, Any]]:
         values = json.loads("[" + ",".join(line for _, line in numbered) + "]")
         if len(values) == len(numbered):
             return [(n, v) for (n, _), v in zip(numbered, values)]
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         pass
     out = []
     for lineno, line in numbered:
@@ -392,6 +440,8 @@ def _json_lines(raw: str, path: Path) -> list[tuple[int, Any]]:
             out.append((lineno, json.loads(line)))
         except json.JSONDecodeError as exc:
             raise IngestError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from exc
+        except RecursionError:
+            raise IngestError(f"{path}: line {lineno}: JSON nested too deeply to be a sentence") from None
     return out
 
 
@@ -401,15 +451,21 @@ def _read_table(raw: str, path: Path, doc_id: str, encoding: str) -> SentenceTab
         for lineno, row in _json_lines(raw, path):
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                 raise IngestError(f"{path}: line {lineno}: expected an object with a string 'text' field")
+            if len(row["text"]) > FIELD_LIMIT:
+                raise IngestError(f"{path}: line {lineno}: 'text' is longer than {FIELD_LIMIT:,} characters; "
+                                  "split it into sentences (or give the report as .txt)")
             rows.append(row)
     else:
-        reader = csv.DictReader(io.StringIO(raw))
-        if not reader.fieldnames or "text" not in reader.fieldnames:
-            raise IngestError(f"{path}: line 1: no 'text' column (columns: {reader.fieldnames})")
-        for lineno, row in enumerate(reader, 2):
-            if row.get("text") is None:
-                raise IngestError(f"{path}: line {lineno}: row has fewer fields than the header")
-            rows.append(dict(row))
+        header, records = csv_records(raw, str(path), IngestError)
+        if "text" not in header:
+            raise IngestError(f"{path}: line 1: no 'text' column (columns: {header})")
+        for lineno, fields in records:
+            if not any(f.strip() for f in fields):
+                continue
+            if len(fields) != len(header):
+                raise IngestError(f"{path}: line {lineno}: {len(fields)} fields, the header has {len(header)} "
+                                  "(a comma inside a cell needs quotes around the cell)")
+            rows.append({h: sheet_value(f) for h, f in zip(header, fields)})
     if not rows:
         raise IngestError(f"{path}: no sentences in the table")
     meta = {"path": str(path), "encoding": encoding, "rows": len(rows), "format": path.suffix.lstrip(".")}

@@ -12,6 +12,12 @@ annotators' rows for a unit (matched by ``text_hash``) must agree on the primary
 label is that primary followed by the secondary ids any of them gave, in order, at most three.
 Units whose primaries differ and that no adjudication decides are conflicts: `check` reports them
 and they are left out of training until someone adjudicates them.
+
+Label files are opened in spreadsheets, so cells are written formula-safe (`pipeline.io.sheet_safe`)
+and read back without the protecting apostrophe; identifiers a spreadsheet converted (a text hash
+turned into 1.79769313486232E+308, a unit id 1978:40 into the time 1978:40:00) are errors. Every
+write to a label file holds an exclusive lock on it (`pipeline.io.locked`), so that two commands
+appending to one annotator's file both keep their rows.
 """
 from __future__ import annotations
 
@@ -20,13 +26,13 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
 from pipeline.errors import LabelError
-from pipeline.ingest import fold
-from pipeline.io import atomic_path
+from pipeline.ingest import decode_bytes, fold
+from pipeline.io import atomic_path, csv_records, file_error, locked, read_bytes, sheet_safe, sheet_value
 from pipeline.segment import text_hash
 from pipeline.taxonomy import domain_ids, suggest_id
 
@@ -36,6 +42,10 @@ REQUIRED = ["text", "domains", "annotator"]
 MAX_DOMAINS = 3
 EXAMPLE_SOURCE = "codebook"
 _ANNOTATOR = re.compile(r"[\w.-]+")
+_HASH = re.compile(r"[0-9a-f]{16}")
+# What a spreadsheet makes of an identifier it took for a number, a date or a time.
+_CONVERTED = re.compile(r"[+-]?\d+(?:[.,]\d+)?[Ee][+-]?\d+|\d+:\d{2}:\d{2}(?:[.,]\d+)?(?: ?[AP]M)?"
+                        r"|\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}(?: \d{1,2}:\d{2}(?::\d{2})?)?")
 
 
 @dataclass(frozen=True)
@@ -56,22 +66,49 @@ def split_domains(value: str) -> list[str]:
     return [d.strip() for d in str(value or "").replace("｜", "|").split("|") if d.strip()]
 
 
+def _csv_files(folder: Path) -> list[Path]:
+    """The label files of a folder: every ``.csv`` whatever the case of its suffix (``wang.CSV``),
+    except hidden files and the ``~$`` owner files Excel and WPS leave while a file is open."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv" and not p.name.startswith((".", "~$")))
+
+
+def label_folders(labels_dir: str | Path) -> list[Path]:
+    """The folders where every CSV is read as a label file (nothing else may be written there)."""
+    root = Path(labels_dir)
+    return [root / "annotations", root / "examples"]
+
+
 def label_files(labels_dir: str | Path) -> dict[str, list[Path]]:
     root = Path(labels_dir)
     adjudicated = root / "adjudicated.csv"
+    annotations, examples = label_folders(root)
     return {
-        "annotation": sorted((root / "annotations").glob("*.csv")),
+        "annotation": _csv_files(annotations),
         "adjudicated": [adjudicated] if adjudicated.exists() else [],
-        "codebook": sorted((root / "examples").glob("*.csv")),
+        "codebook": _csv_files(examples),
     }
 
 
+def ignored_files(labels_dir: str | Path) -> list[Path]:
+    """Files in the label folders that are not read as label files (a spreadsheet saved as .xlsx)."""
+    found = []
+    for folder in label_folders(labels_dir):
+        if folder.is_dir():
+            found += [p for p in sorted(folder.iterdir()) if p.suffix.lower() != ".csv"
+                      and not p.name.startswith((".", "~$"))]
+    return found
+
+
 def read_csv_records(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and (line, fields) records of a CSV, numbered as a spreadsheet numbers its rows."""
-    text = Path(path).read_bytes().decode("utf-8-sig")
-    reader = csv.reader(io.StringIO(text))
-    header = [h.strip() for h in next(reader, [])]
-    return header, list(enumerate(reader, 2))
+    """Header and (row, fields) records of a CSV a person edited (a queue, an annotator's file),
+    numbered as a spreadsheet numbers its rows. Whatever encoding a spreadsheet saved it in (UTF-8
+    with or without BOM, GB18030/GBK, UTF-16) and whatever delimiter (comma, tab); anything that
+    would lose rows is a `LabelError` naming file and row (see `pipeline.io.csv_records`)."""
+    name = str(path)
+    text, _ = decode_bytes(read_bytes(path, error=LabelError), name)
+    return csv_records(text, name, LabelError)
 
 
 def read_label_file(path: str | Path, kind: str = "annotation") -> tuple[pd.DataFrame, list[Issue]]:
@@ -79,9 +116,9 @@ def read_label_file(path: str | Path, kind: str = "annotation") -> tuple[pd.Data
     path = Path(path)
     name = str(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return _empty(), [Issue(name, 0, "error", f"cannot read ({exc.strerror})")]
+        raw = read_bytes(path, error=LabelError)
+    except LabelError as exc:
+        return _empty(), [Issue(name, 0, "error", exc.reason)]  # type: ignore[attr-defined]
     issues: list[Issue] = []
     if not raw.startswith(b"\xef\xbb\xbf"):
         issues.append(Issue(name, 0, "warning", "no UTF-8 BOM: Excel and WPS may show the Chinese text garbled"))
@@ -90,9 +127,12 @@ def read_label_file(path: str | Path, kind: str = "annotation") -> tuple[pd.Data
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         return _empty(), [Issue(name, line, "error", "not UTF-8 (save it as 'CSV UTF-8')")]
-    reader = csv.reader(io.StringIO(text))
-    header = [h.strip() for h in next(reader, [])]
-    frame, found = validate_records(header, enumerate(reader, 2), name, kind)
+    try:
+        header, records = csv_records(text, name, LabelError)
+    except LabelError as exc:
+        return _empty(), issues + [Issue(name, exc.line, "error", exc.reason)]  # type: ignore[attr-defined]
+    frame, found = validate_records(header, ((line, [sheet_value(f) for f in fields]) for line, fields in records),
+                                    name, kind)
     return frame, issues + found
 
 
@@ -137,7 +177,8 @@ def validate_records(header: list[str], records: Iterable[tuple[int, list[str]]]
         if len(set(ids)) != len(ids):
             bad.append("the same id twice in 'domains'")
         computed = hash_text(row.get("text", ""))
-        if row.get("text_hash") and row["text_hash"] != computed:
+        bad += identifier_problems(row)
+        if row.get("text_hash") and _HASH.fullmatch(row["text_hash"]) and row["text_hash"] != computed:
             bad.append(f"text_hash {row['text_hash']} does not match the text (expected {computed}); "
                        "was the text edited?")
         for key, seen, label in ((row.get("sent_id"), seen_ids, "sent_id"), (computed, seen_hashes, "text")):
@@ -157,6 +198,21 @@ def validate_records(header: list[str], records: Iterable[tuple[int, list[str]]]
     return (pd.DataFrame(rows) if rows else _empty()), issues
 
 
+def identifier_problems(row: dict[str, str]) -> list[str]:
+    """What a spreadsheet did to a row's identifiers: a text hash is 16 hexadecimal digits, and a
+    unit id never reads as a number in E notation, a date or a time."""
+    problems = []
+    value = row.get("text_hash") or ""
+    if value and not _HASH.fullmatch(value):
+        problems.append(f"text_hash '{value}' is not a text hash (16 hexadecimal digits): a spreadsheet turned it "
+                        "into a number? Copy the row again from the original, or empty the cell")
+    value = row.get("sent_id") or ""
+    if value and _CONVERTED.fullmatch(value):
+        problems.append(f"sent_id '{value}' looks converted by a spreadsheet into a number, date or time; copy it "
+                        "again from the original")
+    return problems
+
+
 def hash_text(text: str) -> str:
     """The text hash of a label row's text (the same identity the segmenter gives a unit)."""
     return text_hash(fold([text])[0])
@@ -168,7 +224,9 @@ def _empty() -> pd.DataFrame:
 
 def read_all(labels_dir: str | Path) -> tuple[dict[str, pd.DataFrame], list[Issue]]:
     """Every label file under labels_dir, by kind (annotation, adjudicated, codebook)."""
-    frames, issues = {}, []
+    frames: dict[str, pd.DataFrame] = {}
+    issues = [Issue(str(p), 0, "warning", "ignored: label files are .csv (save it as 'CSV UTF-8')")
+              for p in ignored_files(labels_dir)]
     for kind, paths in label_files(labels_dir).items():
         parts = []
         for path in paths:
@@ -254,8 +312,8 @@ def load_labels(labels_dir: str | Path, include_examples: bool = True, units: pd
     issues, merged = check(labels_dir, units)
     errors = [i for i in issues if i.level == "error"]
     if strict and errors:
-        shown = "\n".join(str(e) for e in errors[:20])
-        raise LabelError(f"{len(errors)} label error(s); run `policy-domains labels check`:\n{shown}")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise LabelError(f"{errors[0]}{more}; `policy-domains labels check` lists every label error")
     if include_examples:
         frames, _ = read_all(labels_dir)
         merged = pd.concat([merged, examples_table(frames["codebook"])], ignore_index=True)
@@ -311,42 +369,68 @@ def check_annotator(name: str) -> str:
     return name
 
 
-def write_label_rows(path: str | Path, rows: Iterable[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> Path:
-    """Write a label-format CSV atomically, UTF-8 with BOM (so Excel/WPS show the Chinese correctly)."""
-    with atomic_path(path) as tmp:
+def _cell(value: Any) -> Any:
+    return "" if value is None else sheet_safe(value)
+
+
+def write_label_rows(path: str | Path, rows: Iterable[dict[str, Any]], columns: Sequence[str] = COLUMNS,
+                     cell: Callable[[str, Any], Any] = lambda column, value: _cell(value)) -> Path:
+    """Write a label-format CSV atomically under the file's lock, UTF-8 with BOM (so Excel/WPS show
+    the Chinese correctly), each cell made spreadsheet-safe by `cell(column, value)`."""
+    with locked(path), atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
             writer.writeheader()
             for row in rows:
-                writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+                writer.writerow({c: cell(c, row.get(c)) for c in columns})
     return Path(path)
 
 
 def write_records(path: str | Path, header: list[str], records: Iterable[list[str]]) -> None:
-    """Rewrite a CSV from raw records (a queue keeps its rows exactly as the annotator left them)."""
-    with atomic_path(path) as tmp:
+    """Rewrite a CSV from records (a queue keeps its rows as the annotator left them), under its lock."""
+    with locked(path), atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(header)
             writer.writerows(records)
 
 
+def read_annotator_file(target: str | Path) -> tuple[str, list[str], list[tuple[int, list[str]]]]:
+    """Text, header and records of an annotator's file, refusing one that rows cannot be appended to
+    without loss: a header missing a column (the labels would not be written) or repeating one, a
+    quote left open (it would swallow the new rows), an encoding or size it cannot be read in."""
+    name = str(target)
+    data = read_bytes(target, error=LabelError)
+    if not data.strip():
+        return "", COLUMNS, []
+    text, _ = decode_bytes(data, name)
+    text = text.lstrip("\ufeff")
+    header, records = csv_records(text, name, LabelError)
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise file_error(LabelError, name, f"the header lacks {', '.join(missing)} (it has {','.join(header)}): rows "
+                         f"added to it would lose those values; fix the header to {','.join(COLUMNS)} first", 1)
+    return text, header, records
+
+
 def append_label_rows(target: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Append in the file's own column order, rewriting the whole file atomically (BOM kept/added)."""
+    """Append in the file's own column order, rewriting the whole file atomically (BOM kept/added).
+
+    The exclusive lock is held from reading the file to replacing it, so concurrent appends queue
+    up instead of overwriting each other's rows."""
     target = Path(target)
-    if target.exists():
-        raw = target.read_bytes().decode("utf-8-sig")
-        header = [h.strip() for h in next(csv.reader(io.StringIO(raw)), [])] or COLUMNS
-    else:
-        raw, header = "", COLUMNS
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", lineterminator="\r\n")
-    if not raw:
-        writer.writeheader()
-    elif not raw.endswith(("\n", "\r")):
-        buffer.write("\r\n")
-    for row in rows:
-        writer.writerow({c: row.get(c, "") for c in header})
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(b"\xef\xbb\xbf" + (raw + buffer.getvalue()).encode("utf-8"))
+    with locked(target):
+        if target.exists():
+            raw, header, _ = read_annotator_file(target)
+        else:
+            raw, header = "", COLUMNS
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", lineterminator="\r\n")
+        if not raw:
+            writer.writeheader()
+        elif not raw.endswith(("\n", "\r")):
+            buffer.write("\r\n")
+        for row in rows:
+            writer.writerow({c: _cell(row.get(c, "")) for c in header})
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"\xef\xbb\xbf" + (raw + buffer.getvalue()).encode("utf-8"))

@@ -10,6 +10,10 @@ Label Studio records a multiple-choice answer in its own (config) order, not in 
 boxes were ticked, so the config has a second, single-choice control ``primary``: when an
 annotator ticks more than one domain, the one chosen there goes first. Without it the first id
 in the result counts as primary, as in a label file.
+
+An export is data from outside: user names become file names only after they are reduced to
+letters, digits, '_', '.' and '-' (never a path), and what is written stays inside the folder asked
+for; existing files are replaced only with ``force``.
 """
 from __future__ import annotations
 
@@ -23,8 +27,9 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import pandas as pd
 
-from pipeline.io import write_text
-from pipeline.errors import LabelError
+from pipeline.errors import LabelError, UsageError
+from pipeline.ingest import decode_bytes
+from pipeline.io import check_output, read_bytes, write_text
 from pipeline.labels import Issue, check_annotator, validate_rows, write_label_rows
 from pipeline.taxonomy import load_taxonomy
 
@@ -32,6 +37,7 @@ FROM_NAME = "domains"
 PRIMARY_NAME = "primary"
 TO_NAME = "text"
 MODEL_VERSION = "policy-domains"
+EXPORT_FILES = ("tasks.json", "config.xml")
 
 
 def label_config() -> str:
@@ -86,7 +92,7 @@ def export_tasks(units: pd.DataFrame, out_dir: str | Path, model: Any = None,
     keep = (~units["text_hash"].isin(skip) & ~units["text_hash"].duplicated()).to_numpy()
     units, proba = units[keep], (proba[keep] if proba is not None else None)
     payload = tasks(units, proba, list(model.classes_) if model is not None else [])
-    tasks_path, config_path = out_dir / "tasks.json", out_dir / "config.xml"
+    tasks_path, config_path = (out_dir / name for name in EXPORT_FILES)
     write_text(tasks_path, json.dumps(payload, ensure_ascii=False, indent=1))
     write_text(config_path, label_config())
     return tasks_path, config_path, len(payload)
@@ -104,25 +110,38 @@ class Imported:
     cancelled: int = 0
 
 
+MAX_NAME = 64
+
+
+def _safe_name(value: Any, fallback: str) -> str:
+    """`value` reduced to a file-name-safe annotator name (no '/', no leading dot, at most MAX_NAME)."""
+    name = re.sub(r"[^\w.-]", "_", str(value))[:MAX_NAME].strip("._-")
+    return name or fallback
+
+
 def annotator_name(completed_by: Any) -> str:
-    """The Label Studio user as an annotator name: the e-mail's local part, else ``ls_user_<id>``."""
+    """The Label Studio user as an annotator name: the e-mail's local part, else ``ls_user_<id>``.
+
+    Whatever the export holds (``../../x``, ``a/b``, an object), the result is a plain name that
+    `labels.check_annotator` accepts: it becomes a file name."""
     if isinstance(completed_by, dict):
         email = str(completed_by.get("email") or "")
         if email:
-            local = re.sub(r"[^\w.-]", "_", email.split("@")[0]).strip(".") or "user"
-            return check_annotator(local)
+            return check_annotator(_safe_name(email.split("@")[0], "user"))
         completed_by = completed_by.get("id")
-    return f"ls_user_{completed_by if completed_by not in (None, '') else 'unknown'}"
+    return check_annotator(f"ls_user_{_safe_name(completed_by, 'unknown') if completed_by not in (None, '') else 'unknown'}")
 
 
 def _chosen(result: list[dict[str, Any]]) -> list[str]:
     """Domain ids of one annotation: the `domains` answer, with the `primary` answer moved first."""
     ids: list[str] = []
     primary: list[str] = []
-    for item in result or []:
-        if item.get("type") != "choices":
+    for item in result if isinstance(result, list) else []:
+        value = item.get("value") if isinstance(item, dict) else None
+        if not isinstance(value, dict) or item.get("type") != "choices":
             continue
-        values = [str(v) for v in (item.get("value") or {}).get("choices", [])]
+        choices = value.get("choices")
+        values = [str(v) for v in choices] if isinstance(choices, list) else []
         if item.get("from_name") == FROM_NAME:
             ids.extend(v for v in values if v not in ids)
         elif item.get("from_name") == PRIMARY_NAME:
@@ -133,17 +152,26 @@ def _chosen(result: list[dict[str, Any]]) -> list[str]:
 def read_export(path: str | Path) -> list[dict[str, Any]]:
     """The tasks of a Label Studio "JSON" export (a list of tasks with "data" and "annotations")."""
     path = Path(path)
+    text, _ = decode_bytes(read_bytes(path, error=LabelError), str(path))
     try:
-        payload = json.loads(path.read_text(encoding="utf-8-sig"))
+        payload = json.loads(text.lstrip("\ufeff"))
     except json.JSONDecodeError as exc:
         raise LabelError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+    except RecursionError:
+        raise LabelError(f"{path}: JSON nested too deeply to be a Label Studio export") from None
     if isinstance(payload, dict):
         payload = [payload]
-    if not isinstance(payload, list) or any(not isinstance(t, dict) or "data" not in t for t in payload):
+    if not isinstance(payload, list) or any(not isinstance(t, dict) or not isinstance(t.get("data"), dict)
+                                            for t in payload):
         raise LabelError(f"{path}: expected Label Studio's 'JSON' export: a list of tasks with 'data'")
     if payload and all("annotations" not in t for t in payload):
         raise LabelError(f"{path}: no 'annotations' in any task; export with the 'JSON' format "
                          "(not JSON-MIN or CSV)")
+    for k, task in enumerate(payload):
+        annotations = task.get("annotations") or []
+        if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+            raise LabelError(f"{path}: task {task.get('id', k + 1)}: 'annotations' is not a list of annotations; "
+                             "export again with the 'JSON' format")
     return payload
 
 
@@ -200,16 +228,19 @@ def import_export(path: str | Path) -> Imported:
     return Imported(valid_rows, rejected, issues, cancelled)
 
 
-def write_import(imported: Imported, out: str | Path, rejects: str | Path) -> list[Path]:
+def write_import(imported: Imported, out: str | Path, rejects: str | Path, force: bool = False,
+                 inputs: Sequence[str | Path] = ()) -> list[Path]:
     """Write the imported rows: one label file, or one ``<annotator>.ls.csv`` per annotator in a folder.
 
     A single file can hold only one row per unit, so several annotators of the same unit need a
     folder (the layout of ``labels/annotations/``). Rejected rows go to `rejects`, which should lie
-    outside ``labels/`` (every CSV there is read as a label file).
+    outside ``labels/`` (every CSV there is read as a label file); with nothing rejected it is left
+    alone. Every file is checked before any is written: none may be one of `inputs` (the export),
+    lie outside `out`, or exist already unless `force`.
     """
     out, rejects = Path(out), Path(rejects)
-    written = []
-    if out.suffix.lower() == ".csv":
+    plan: list[tuple[Path, list[dict[str, Any]]]] = []
+    if out.suffix.lower() == ".csv" and not out.is_dir():
         texts: dict[str, str] = {}
         for r in imported.rows:
             other = texts.setdefault(r["text_hash"], r["annotator"])
@@ -217,15 +248,22 @@ def write_import(imported: Imported, out: str | Path, rejects: str | Path) -> li
                 raise LabelError(f"{r['sent_id'] or r['text'][:20]} was labelled by {other} and {r['annotator']}: "
                                  "one label file holds one row per unit; pass a folder as --out to get one "
                                  "file per annotator")
-        written.append(write_label_rows(out, imported.rows))
+        plan.append((out, imported.rows))
     else:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"{out}: --out is a file but not a .csv; give a .csv file or a folder")
         for name in dict.fromkeys(r["annotator"] for r in imported.rows):
-            written.append(write_label_rows(out / f"{name}.ls.csv", [r for r in imported.rows if r["annotator"] == name]))
+            target = out / f"{check_annotator(name)}.ls.csv"
+            if target.resolve().parent != out.resolve():
+                raise LabelError(f"{target}: annotator name '{name}' would write outside {out}")
+            plan.append((target, [r for r in imported.rows if r["annotator"] == name]))
     if imported.rejected:
-        written.append(write_label_rows(rejects, imported.rejected))
-    elif rejects.exists():
-        rejects.unlink()  # an old rejects file would now be misleading
-    return written
+        plan.append((rejects, imported.rejected))
+    if len({p.resolve() for p, _ in plan}) < len(plan):
+        raise UsageError(f"{rejects}: --rejected is also where the labels go; give it another name")
+    for target, _ in plan:
+        check_output(target, force, inputs, "--rejected" if target is rejects else "--out")
+    return [write_label_rows(target, rows) for target, rows in plan]
 
 
 __all__ = ["label_config", "tasks", "export_tasks", "read_export", "import_export", "write_import",

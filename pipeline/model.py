@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -225,8 +226,7 @@ def save_model(model: DomainClassifier, model_dir: str | Path, card: dict[str, A
     import skops.io as sio
 
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    target = model_dir / MODEL_FILE
+    target = model_dir / MODEL_FILE  # atomic_path makes the folder
     with atomic_path(target) as tmp:
         tmp.write_bytes(canonical_skops(sio.dumps(model)))
     write_text(model_dir / CHECKSUM_FILE, f"{_sha256(target)}  {MODEL_FILE}\n")
@@ -276,8 +276,21 @@ def canonical_skops(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def _expected_sha256(sums: Path, path: Path) -> str:
+    try:
+        words = sums.read_bytes().decode("ascii").split()
+    except (OSError, UnicodeDecodeError):
+        words = []
+    if not words or not re.fullmatch(r"[0-9a-f]{64}", words[0]):
+        raise ModelIntegrityError(f"{sums}: empty or not a SHA-256 checksum, so {path.name} cannot be verified; "
+                                  "refusing to load it (retrain with `dvc repro`, or restore both files)")
+    return words[0]
+
+
 def load_model(model_dir: str | Path) -> DomainClassifier:
-    """Load a saved model after checking its SHA-256 and that it holds only trusted types."""
+    """Load a saved model after checking its SHA-256, that it holds only trusted types, and that it is
+    a `DomainClassifier` over the taxonomy's ids (a model for another domain list would mislabel
+    every score column)."""
     import skops.io as sio
 
     model_dir = Path(model_dir)
@@ -287,12 +300,34 @@ def load_model(model_dir: str | Path) -> DomainClassifier:
         raise ModelError(f"{path}: no model here; run `dvc repro` (or `make run`) to train one, or pass --model DIR")
     if not sums.exists():
         raise ModelIntegrityError(f"{path}: no {CHECKSUM_FILE} beside the model; refusing to load an unverified file")
-    expected = sums.read_text(encoding="utf-8").split()[0]
-    actual = _sha256(path)
+    expected = _expected_sha256(sums, path)
+    try:
+        actual = _sha256(path)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from None
     if actual != expected:
         raise ModelIntegrityError(f"{path}: checksum mismatch (expected {expected[:12]}…, got {actual[:12]}…); "
                                   "the file was modified or corrupted, refusing to load it")
-    untrusted = set(sio.get_untrusted_types(file=path)) - set(trusted_types())
-    if untrusted:
-        raise ModelIntegrityError(f"{path}: contains untrusted types {sorted(untrusted)}; refusing to load it")
-    return sio.load(path, trusted=trusted_types())
+    try:
+        untrusted = set(sio.get_untrusted_types(file=path)) - set(trusted_types())
+        if untrusted:
+            raise ModelIntegrityError(f"{path}: contains untrusted types {sorted(untrusted)}; refusing to load it")
+        model = sio.load(path, trusted=trusted_types())
+    except ModelIntegrityError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - skops parsing a broken archive can raise anything
+        raise ModelIntegrityError(f"{path}: not a readable skops model ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); retrain with `dvc repro`") from None
+    return _checked(model, path)
+
+
+def _checked(model: Any, path: Path) -> DomainClassifier:
+    if not isinstance(model, DomainClassifier):
+        raise ModelError(f"{path}: holds a {type(model).__name__}, not a policy-domains model; retrain with "
+                         "`dvc repro` or pass --model DIR of one")
+    ids = [str(c) for c in getattr(model, "classes_", [])]
+    if ids != domain_ids():
+        raise ModelError(f"{path}: trained for {len(ids)} domain id(s) ({', '.join(ids[:5])}{', …' if len(ids) > 5 else ''}) "
+                         f"that are not the {len(domain_ids())} of labels/taxonomy.yaml in their order; retrain with "
+                         "`dvc repro` after changing the taxonomy")
+    return model

@@ -23,6 +23,7 @@ from pipeline.io import read_table, write_text
 from pipeline.taxonomy import domain_ids, zh_names
 
 FONT_FAMILY = "ReportCJK"
+REPORT_FILES = {"html": "report.html", "shares_png": "domain_shares.png", "heatmap_png": "heatmap.png"}
 _FONT_SLOT = "/*@font-face*/"
 
 
@@ -33,18 +34,31 @@ def load_result(path: str | Path) -> pd.DataFrame:
     if missing:
         raise UsageError(f"{path}: not a classification result (missing columns {sorted(missing)}); "
                          "produce one with `policy-domains classify`")
+    if frame.empty:
+        raise UsageError(f"{path}: no rows, so nothing to report")
     frame["doc"] = frame["doc"].astype(str)
     frame["text"] = frame["text"].fillna("").astype(str)
-    frame["scores"] = frame["scores"].map(_scores) if "scores" in frame else [{} for _ in range(len(frame))]
+    frame["domain"] = frame["domain"].fillna("").astype(str)
+    if "scores" in frame:
+        scores = []
+        for row, value in enumerate(frame["scores"], 2):
+            try:
+                scores.append(_scores(value))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise UsageError(f"{path}: row {row}: 'scores' is not an object of domain → score "
+                                 f"({type(exc).__name__}); is this a `policy-domains classify` result?") from None
+        frame["scores"] = scores
+    else:
+        frame["scores"] = [{} for _ in range(len(frame))]
     frame["is_heading"] = frame["is_heading"].map(_flag) if "is_heading" in frame else False
     return frame
 
 
 def _scores(value: Any) -> dict[str, float]:
     if isinstance(value, dict):
-        return {k: float(v) for k, v in value.items() if v is not None}
+        return {str(k): float(v) for k, v in value.items() if v is not None}
     if isinstance(value, str) and value.strip().startswith("{"):
-        return {k: float(v) for k, v in json.loads(value).items()}
+        return {str(k): float(v) for k, v in json.loads(value).items()}
     return {}
 
 
@@ -74,19 +88,20 @@ def build_report(result: str | Path, out_dir: str | Path, title: str = "政策�
     """Write report.html and the PNG charts into out_dir; returns their paths."""
     frame = load_result(result)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: --out is a file; the report needs a folder (it writes report.html and PNGs)")
     names = zh_names()
     share = shares(frame)
     used = [d for d in domain_ids() if share[d].sum() > 0] or domain_ids()
     labels = {d: f"{names[d]} ({d})" for d in domain_ids()}
     paths = {
-        "shares_png": charts.stacked_shares(share[used], labels, "各文件政策领域构成（按句子）", out / "domain_shares.png"),
+        "shares_png": charts.stacked_shares(share[used], labels, "各文件政策领域构成（按句子）", out / REPORT_FILES["shares_png"]),
         "heatmap_png": charts.heatmap((share[used] * 100).rename(columns=names), "政策注意力热力图（句子占比 %）",
-                                      out / "heatmap.png", fmt="{:.0f}", cmap="YlOrRd", colorbar="句子占比 %"),
+                                      out / REPORT_FILES["heatmap_png"], fmt="{:.0f}", cmap="YlOrRd", colorbar="句子占比 %"),
     }
     page = render_html(frame, share, used, title)
-    write_text(out / "report.html", page.replace(_FONT_SLOT, font_face(page), 1))
-    paths["html"] = out / "report.html"
+    paths["html"] = out / REPORT_FILES["html"]
+    write_text(paths["html"], page.replace(_FONT_SLOT, font_face(page), 1))
     return paths
 
 

@@ -24,12 +24,18 @@ class Domain:
 def load_taxonomy(path: str | None = None) -> tuple[Domain, ...]:
     """The domains in their fixed order (the order of the model's score columns)."""
     path = path or str(project_root() / "labels" / "taxonomy.yaml")
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
-    domains = tuple(
-        Domain(d["id"], d["zh"], d["en"], d.get("scope", ""), d.get("boundary", ""))
-        for d in data["domains"]
-    )
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+        domains = tuple(
+            Domain(str(d["id"]), d["zh"], d["en"], d.get("scope", ""), d.get("boundary", ""))
+            for d in data["domains"]
+        )
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UsageError(f"{path}: cannot read the taxonomy ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path}: every entry under 'domains:' needs id, zh and en ({type(exc).__name__}: {exc})") from None
     ids = [d.id for d in domains]
     if len(set(ids)) != len(ids):
         raise UsageError(f"{path}: duplicate domain ids")

@@ -87,7 +87,7 @@ def test_cli_segment_leaves_no_partial_output_when_it_fails(tmp_path: Path, monk
     monkeypatch.setattr(segment_module, "segment_source", fail_on_second_file)
     out = tmp_path / "units.jsonl"
     out.write_text("previous run\n", encoding="utf-8")
-    result = CliRunner().invoke(cli.app, ["segment", str(_write_corpus(tmp_path / "in")), "--out", str(out)])
+    result = CliRunner().invoke(cli.app, ["segment", str(_write_corpus(tmp_path / "in")), "--out", str(out), "--force"])
     assert result.exit_code != 0 and isinstance(result.exception, RuntimeError)
     assert calls == ["a", "b"]  # the first file's units had been written to the temporary file
     assert out.read_text(encoding="utf-8") == "previous run\n"

@@ -79,9 +79,12 @@ def test_spark_output_is_partitioned_and_readable_everywhere(spark, inputs: Path
     duckdb = pytest.importorskip("duckdb")
     count = duckdb.sql(f"select count(*) from read_parquet('{out}/**/*.parquet', hive_partitioning = true)").fetchall()
     assert count == [(3,)]
-    again = runner.invoke(app, ["classify", str(inputs / "table.jsonl"), "--out", str(out), "--model",
-                                str(tiny_model_dir), "--engine", "spark"])
-    assert again.exit_code == 0 and not any(p.is_dir() for p in out.iterdir())  # replaced whole
+    again = ["classify", str(inputs / "table.jsonl"), "--out", str(out), "--model", str(tiny_model_dir), "--engine",
+             "spark"]
+    refused = runner.invoke(app, again)
+    assert refused.exit_code == 1 and "pass --force" in refused.output  # an existing dataset needs --force
+    assert runner.invoke(app, [*again, "--force"]).exit_code == 0
+    assert not any(p.is_dir() for p in out.iterdir())  # replaced whole
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
