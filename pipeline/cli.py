@@ -184,7 +184,8 @@ def train(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus 
     paths = params["paths"]
     model_dir = model_dir or config.project_path(paths["model_dir"])
     trained = train_mod.train(_units(sentences), _labels_dir(None), model_dir, params["train"],
-                              int(params["evaluate"]["min_support"]))
+                              int(params["evaluate"]["min_support"]),
+                              [float(t) for t in params["evaluate"]["secondary_threshold_grid"]])
     data = trained.card["training_data"]
     out.print(f"trained on {data['labelled_units']} labelled units + {data['codebook_examples']} codebook "
               f"examples → {model_dir}")
@@ -195,6 +196,10 @@ def train(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus 
         h = evaluation.headline
         out.print(f"held out (leave-one-document-out, {h['units']} units): accuracy {h['accuracy']}, lenient "
                   f"{h['lenient_accuracy']}, macro-F1 {h['macro_f1']} (domains with ≥10 units {h['macro_f1_supported']})")
+        if "label_set_f1" in h:
+            out.print(f"label sets: F1 {h['label_set_f1']} (secondary domains scoring ≥ "
+                      f"{trained.card['metrics']['secondary_threshold']}); share error per report: raw "
+                      f"{h['share_mae_raw']}, adjusted {h['share_mae_adjusted']} (mean absolute, policy shares)")
     logged = tracking.log_training(params, trained.card, evaluation.headline if evaluation else None,
                                    evaluation.scores["per_domain"] if evaluation else {},
                                    [a for a in artifacts if a.suffix != ".parquet"], model_dir, _warn, out.print)
@@ -246,33 +251,74 @@ def classify(inputs: List[Path] = Inputs,
              jobs: Optional[int] = typer.Option(None, min=1, help="Processes to spread documents over "
                                                                   "(default: classify.jobs in params.yaml)."),
              chunk_size: Optional[int] = typer.Option(None, min=1, help="Units per written chunk "
-                                                                       "(default: classify.chunk_size).")) -> None:
+                                                                       "(default: classify.chunk_size)."),
+             documents: bool = typer.Option(False, "--documents", help="Read .jsonl/.csv/.parquet inputs as document "
+                                                                       "tables: one whole report per row, every other "
+                                                                       "column is metadata."),
+             text_column: str = typer.Option("text", help="Document tables: the column holding the report text."),
+             id_column: Optional[str] = typer.Option(None, help="Document tables: the column naming each document "
+                                                                "(default: doc, else id, else FILE:ROW)."),
+             meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata file (.csv/.jsonl/.parquet): a doc "
+                                                                      "(document id) or path (input file) column and "
+                                                                      "any others (year, place, level, ...)."),
+             min_confidence: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Flag units below this "
+                                                            "confidence (column `confident`) and report the coverage "
+                                                            "(default: classify.min_confidence)."),
+             cap: bool = typer.Option(False, "--cap", help="Add the Comparative Agendas Project major topic to every "
+                                                           "row and CAP shares to the summary.")) -> None:
     """Classify every sentence of the given reports; a bad file is reported and skipped."""
     import time
 
     from pipeline import classify as cl
+    from pipeline.enrich import BatchOptions
+    from pipeline.metadata import MetadataTable, TableOptions
+    from pipeline.shares import ShareSettings
 
     settings = config.section("classify")
-    start, done = time.perf_counter(), {"units": 0, "failed": 0, "files": 0}
+    if not documents and (text_column != "text" or id_column):
+        _fail("--text-column and --id-column apply to document tables: add --documents")
+    threshold = min_confidence if min_confidence is not None else settings.get("min_confidence")
+    options = BatchOptions(TableOptions(text_column, id_column) if documents else None,
+                           MetadataTable(meta) if meta else None,
+                           None if threshold is None else float(threshold), cap,
+                           ShareSettings.from_dict(config.section("shares")))
+    jobs = jobs or int(settings["jobs"])
+    if documents and jobs > 1:
+        _warn("--jobs applies to report files; the rows of document tables are classified in this process")
+    unit = "document" if documents else "file"
+    start, done = time.perf_counter(), {"units": 0, "failed": 0, "files": 0, "confident": 0}
     with _progress() as bar:
         task = bar.add_task("classifying", total=None, rate="")
 
         def on_file(result: cl.FileResult) -> None:
             done["files"] += 1
             done["units"] += result.units
+            done["confident"] += result.confident
             if not result.ok:
                 done["failed"] += 1
                 out.print(f"[red]failed:[/red] {escape(result.error)}")
             rate = done["units"] / max(time.perf_counter() - start, 1e-9)
             bar.update(task, advance=1, rate=f"{rate:,.0f} sentences/s")
 
-        cl.run_batch(inputs, out_path, summary, model, jobs or int(settings["jobs"]),
-                     chunk_size or int(settings["chunk_size"]), on_file, _segment_params())
+        cl.run_batch(inputs, out_path, summary, model, jobs, chunk_size or int(settings["chunk_size"]), on_file,
+                     _segment_params(), options)
     elapsed = time.perf_counter() - start
-    out.print(f"{done['units']} sentences from {done['files'] - done['failed']} file(s) in {elapsed:.1f}s → {out_path}"
+    out.print(f"{done['units']} sentences from {done['files'] - done['failed']} {unit}(s) in {elapsed:.1f}s → {out_path}"
               + (f", summary → {summary}" if summary else "")
-              + (f"; [red]{done['failed']} file(s) failed[/red]" if done["failed"] else ""))
+              + (f"; [red]{done['failed']} {unit}(s) failed[/red]" if done["failed"] else ""))
+    if options.min_confidence is not None and done["units"]:
+        out.print(f"coverage: {done['confident'] / done['units']:.1%} of units have confidence ≥ "
+                  f"{options.min_confidence} (the rest are flagged confident=false)")
+    if options.metadata is not None:
+        _print_warnings(options.metadata.warnings())
     raise typer.Exit(1 if done["failed"] or not done["files"] else 0)
+
+
+def _print_warnings(messages: List[str], limit: int = 20) -> None:
+    for message in messages[:limit]:
+        _warn(escape(message))
+    if len(messages) > limit:
+        _warn(f"… and {len(messages) - limit} more")
 
 
 @app.command()
