@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import click
 import typer
@@ -329,6 +329,32 @@ def report(result: Path = typer.Argument(..., help="Output of `policy-domains cl
 
     paths = build_report(result, out_dir)
     out.print(f"report → {paths['html']} (charts: {', '.join(str(p.name) for k, p in paths.items() if k != 'html')})")
+
+
+@app.command()
+def compare(summary: Path = typer.Argument(..., help="Summary written by `classify --summary`."),
+            by: str = typer.Option(..., "--by", help="Metadata column to group documents by (year, place, level, ...)."),
+            out_dir: Path = typer.Option(..., "--out", help="Folder for the table and the charts."),
+            groups: Optional[Tuple[str, str]] = typer.Option(None, "--groups", help="Two groups A B for the difference "
+                                                                                   "chart, B − A (default: first, last)."),
+            measure: str = typer.Option("policy", help="policy (shares of policy units, `other` left out), all "
+                                                       "(shares of all units) or cap (CAP major topics).")) -> None:
+    """Shares per group of documents with bootstrap intervals, trend charts and a difference chart."""
+    from pipeline import compare as cmp
+    from pipeline.shares import ShareSettings
+
+    settings = ShareSettings.from_dict(config.section("shares"))
+    frame = cmp.read_summary(summary)
+    shares = cmp.group_shares(frame, by, settings, measure)
+    if not shares.groups:
+        _fail(f"{summary}: no document has a value in '{by}'")
+    skipped = int(frame[by].isna().sum())
+    if skipped:
+        _warn(f"{skipped} document(s) without a value in '{by}' left out")
+    paths = cmp.write_comparison(shares, out_dir, tuple(groups) if groups else None, measure, settings.level)
+    out.print(f"{len(shares.groups)} group(s) of '{by}' from {len(frame) - skipped} document(s) → {paths['table']}; "
+              f"charts: {paths['small_multiples'].name}, trends/ ({len(shares.categories)})"
+              + (f", {paths['difference'].name}" if "difference" in paths else ""))
 
 
 # ---------------------------------------------------------------- annotation loop

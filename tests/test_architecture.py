@@ -30,6 +30,7 @@ LAYERS = [
     {"train", "selection", "audit"},                   # fit + card; model selection; label review
     {"enrich"},                                      # rows: runners-up, label sets, flags, CAP, metadata
     {"classify"},                                    # reports → rows + summary
+    {"compare"},                                     # summaries → shares by group, differences, trend charts
     {"annotate", "labelstudio", "report", "tracking", "pyfunc_model", "plots_template"},
     {"cli"},
 ]
