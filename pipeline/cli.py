@@ -323,12 +323,37 @@ def _print_warnings(messages: List[str], limit: int = 20) -> None:
 
 @app.command()
 def report(result: Path = typer.Argument(..., help="Output of `policy-domains classify`."),
-           out_dir: Path = typer.Option(..., "--out", help="Folder for report.html and the PNG charts.")) -> None:
-    """Self-contained HTML report and PNG charts of a classification result."""
+           out_dir: Path = typer.Option(..., "--out", help="Folder for report.html, docs/ and the charts."),
+           model: Optional[Path] = typer.Option(None, help="The model that classified the result, for the provenance "
+                                                           "box and adjusted shares (default: the one dvc repro trained)."),
+           by: Optional[str] = typer.Option(None, "--by", help="Metadata column to compare groups by (default: year, "
+                                                               "when the rows have it)."),
+           groups: Optional[Tuple[str, str]] = typer.Option(None, "--groups", help="Two groups A B for the "
+                                                                                   "difference chart (B − A)."),
+           summary: Optional[Path] = typer.Option(None, help="The same run's `classify --summary`: used as it is "
+                                                            "(faster; otherwise the rows are summarised again)."),
+           reproducible: bool = typer.Option(False, help="Leave out the training date (the model file's time), so the "
+                                                         "same result and model give the same bytes anywhere.")) -> None:
+    """HTML report folder: an overview page, a page per document, PNG charts, comparisons by metadata."""
     from pipeline.report import build_report
+    from pipeline.shares import ShareSettings
 
-    paths = build_report(result, out_dir)
-    out.print(f"report → {paths['html']} (charts: {', '.join(str(p.name) for k, p in paths.items() if k != 'html')})")
+    with _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, rate="")
+            bar.update(tasks[stage], completed=done, total=total)
+
+        paths = build_report(result, out_dir, model_dir=model, by=by, groups=tuple(groups) if groups else None,
+                             settings=ShareSettings.from_dict(config.section("shares")), progress=progress,
+                             reproducible=reproducible, summary_path=summary)
+    size = paths["html"].stat().st_size
+    pages = len(list(paths["docs"].glob("*.html")))
+    out.print(f"report → {paths['html']} ({size / 1e6:.2f} MB) with {pages} document page(s) in "
+              f"{paths['docs']}, font {paths['font'].name}, charts: "
+              f"{', '.join(p.name for k, p in paths.items() if p.suffix == '.png' and not k.startswith('compare_trend'))}")
 
 
 @app.command()
