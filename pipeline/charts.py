@@ -129,3 +129,85 @@ def lines(frame: pd.DataFrame, x: str, ys: Sequence[str], title: str, path: str 
     ax.legend()
     ax.set_title(title)
     return _save(fig, path)
+
+
+def _axis(ax: plt.Axes, numeric: bool) -> None:
+    """Shares as percentages; on a numeric axis (years) integer ticks without thousands separators."""
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    if numeric:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=6))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.0f}"))
+
+
+def _band(ax: plt.Axes, share: pd.Series, low: pd.Series, high: pd.Series, colour: str, numeric: bool) -> None:
+    """A share over an ordered axis with its interval: a line with a band (NaN rows are gaps, and a
+    point standing alone between gaps still shows), or dots with error bars for unordered groups."""
+    if numeric:
+        x = share.index.to_numpy(dtype=float)
+        ax.fill_between(x, low.to_numpy(dtype=float), high.to_numpy(dtype=float), color=colour, alpha=0.2,
+                        linewidth=0)
+        ax.plot(x, share.to_numpy(dtype=float), color=colour, marker="o", markersize=2.5, linewidth=1.4)
+        alone = share.notna() & share.shift(1).isna() & share.shift(-1).isna()  # no band to draw around it
+        if alone.any():
+            ax.vlines(x[alone.to_numpy()], low[alone].to_numpy(dtype=float), high[alone].to_numpy(dtype=float),
+                      color=colour, alpha=0.45, linewidth=2.5)
+        return
+    x = np.arange(len(share))
+    values = share.to_numpy(dtype=float)
+    ax.errorbar(x, values, yerr=[values - low.to_numpy(dtype=float), high.to_numpy(dtype=float) - values],
+                fmt="o", color=colour, markersize=4, capsize=2, linewidth=1)
+    ax.set_xticks(x, [shorten(g, 10) for g in share.index], rotation=60, ha="right", fontsize=7)
+
+
+def small_multiples(share: pd.DataFrame, low: pd.DataFrame, high: pd.DataFrame, labels: dict[str, str],
+                    title: str, path: str | Path, numeric: bool = True) -> Path:
+    """One small panel per category (columns), each on its own y scale so small shares stay readable."""
+    cjk_font()
+    columns = list(share.columns)
+    ncols = 4
+    nrows = max(1, -(-len(columns) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(13, 2.3 * nrows + 0.8), sharex=True, squeeze=False)
+    for ax, col in zip(axes.flat, columns):
+        _band(ax, share[col], low[col], high[col], PALETTE.get(col, "#1f77b4"), numeric)
+        _axis(ax, numeric)
+        ax.set_title(labels.get(col, col), fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(columns):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def trend(share: pd.Series, low: pd.Series, high: pd.Series, title: str, path: str | Path, numeric: bool = True,
+          xlabel: str = "") -> Path:
+    """One category's share over the groups, with its interval."""
+    cjk_font()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    _band(ax, share, low, high, PALETTE.get(str(share.name), "#1f77b4"), numeric)
+    _axis(ax, numeric)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    return _save(fig, path)
+
+
+def difference(diff: pd.DataFrame, labels: dict[str, str], title: str, path: str | Path) -> Path:
+    """Per category (index), `difference` with its `low`–`high` interval as a dot and a bar, sorted;
+    intervals that exclude zero are drawn dark."""
+    cjk_font()
+    frame = diff.dropna(subset=["difference"]).sort_values("difference")
+    fig, ax = plt.subplots(figsize=(8, 0.8 + 0.32 * len(frame)))
+    y = np.arange(len(frame))
+    clear = (frame["low"] > 0) | (frame["high"] < 0)
+    colours = np.where(clear, "#b2182b", "#999999")
+    ax.hlines(y, frame["low"], frame["high"], colors=colours, linewidth=2)
+    ax.scatter(frame["difference"], y, color=colours, zorder=3, s=18)
+    ax.axvline(0, color="#333333", linewidth=0.8)
+    ax.set_yticks(y, [labels.get(c, c) for c in frame.index], fontsize=8)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("占比之差（百分点）")
+    ax.set_title(title)
+    return _save(fig, path)

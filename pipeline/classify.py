@@ -21,7 +21,7 @@ import traceback
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -29,18 +29,23 @@ import numpy as np
 import pandas as pd
 
 from pipeline import config
+from pipeline.enrich import RANKED_COLUMNS, BatchOptions, Enricher
 from pipeline.errors import IngestError, ModelError
 from pipeline.ingest import doc_id_for, is_sentence_table, iter_paths, normalise_many, printable_path, read_source
 from pipeline.io import TableWriter, commit_all
+from pipeline.metadata import Source, TableOptions, is_document_table, source_name, sources, units_of
 from pipeline.model import DomainClassifier
 from pipeline.model import load_model as _load_model
-from pipeline.segment import UNIT_COLUMNS, SegmentParams, units_from_path
+from pipeline.multilabel import ranked
+from pipeline.segment import UNIT_COLUMNS, SegmentParams
+from pipeline.shares import Summary  # noqa: F401 - part of this module's API since the summary began here
 
-OUTPUT_COLUMNS = ["doc", "sent_id", "index", "text", "heading", "is_heading", "domain", "confidence", "scores"]
+OUTPUT_COLUMNS = ["doc", "sent_id", "index", "text", "heading", "is_heading", "domain", "confidence",
+                  *RANKED_COLUMNS, "scores"]
 # Unit columns the model or segmenter needs but that mean nothing to a reader of the output.
 _INTERNAL = {"text_norm", "text_hash", "position"}
 # Columns this run adds: an input table carrying them (a previous result) keeps them as input_<name>.
-PREDICTION_COLUMNS = ("domain", "confidence", "scores")
+PREDICTION_COLUMNS = ("domain", "confidence", *RANKED_COLUMNS, "scores", "confident", "cap_code", "cap_topic")
 
 
 def default_model_dir() -> Path:
@@ -99,11 +104,9 @@ def prediction_columns(model: DomainClassifier, units: pd.DataFrame, top: int = 
     """The same prediction as flat columns, for tables, serving and Spark: ``domain, confidence``,
     the runners-up ``domain_2, score_2, domain_3, score_3``, then ``score_<id>`` for every domain."""
     ids, proba = scores_of(model, units)
-    order = np.argsort(-proba, axis=1, kind="stable")[:, :top]
-    rows = np.arange(len(units))[:, None]
-    names, best = np.asarray(ids, dtype=object)[order], proba[rows, order]
+    names, best = ranked(proba, ids, top)
     columns: dict[str, Any] = {"domain": names[:, 0], "confidence": best[:, 0]}
-    for k in range(1, order.shape[1]):
+    for k in range(1, names.shape[1]):
         columns[f"domain_{k + 1}"], columns[f"score_{k + 1}"] = names[:, k], best[:, k]
     columns.update({f"score_{d}": proba[:, i] for i, d in enumerate(ids)})
     return pd.DataFrame(columns, index=units.index)
@@ -128,39 +131,6 @@ def classify_texts(texts: Iterable[str], model: DomainClassifier | None = None) 
     return pd.concat([units[["text"]], predictions_frame(model or load_model(), units)], axis=1)
 
 
-# ---------------------------------------------------------------- summaries
-
-@dataclass
-class Summary:
-    """Per-document counts accumulated chunk by chunk (so the summary never needs all rows)."""
-
-    ids: list[str]
-    docs: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def add(self, rows: pd.DataFrame) -> None:
-        for doc, g in rows.groupby("doc", sort=False):
-            entry = self.docs.setdefault(doc, {"sentences": 0, "chars": 0, "n": dict.fromkeys(self.ids, 0),
-                                               "c": dict.fromkeys(self.ids, 0)})
-            lengths = g["text"].str.len()
-            entry["sentences"] += len(g)
-            entry["chars"] += int(lengths.sum())
-            for dom, n in g["domain"].value_counts().items():
-                entry["n"][dom] += int(n)
-            for dom, c in lengths.groupby(g["domain"]).sum().items():
-                entry["c"][dom] += int(c)
-
-    def frame(self) -> pd.DataFrame:
-        """doc, sentences, chars, then share_<id> (of sentences) and char_share_<id> (of characters)."""
-        rows = []
-        for doc, e in self.docs.items():
-            row: dict[str, Any] = {"doc": doc, "sentences": e["sentences"], "chars": e["chars"]}
-            row.update({f"share_{d}": round(e["n"][d] / e["sentences"], 4) if e["sentences"] else 0.0 for d in self.ids})
-            row.update({f"char_share_{d}": round(e["c"][d] / e["chars"], 4) if e["chars"] else 0.0 for d in self.ids})
-            rows.append(row)
-        columns = ["doc", "sentences", "chars"] + [f"{p}_{d}" for p in ("share", "char_share") for d in self.ids]
-        return pd.DataFrame(rows, columns=columns)
-
-
 # ---------------------------------------------------------------- batches
 
 @dataclass
@@ -170,6 +140,7 @@ class FileResult:
     units: int = 0
     error: str = ""
     warning: str = ""
+    confident: int = 0  # units at or above --min-confidence
 
 
 def input_names(columns: Iterable[str]) -> dict[str, str]:
@@ -197,21 +168,22 @@ def doc_ids(paths: list[Path]) -> dict[Path, str]:
             for p in paths}
 
 
-def classify_file(model: DomainClassifier, path: Path, doc_id: str, seg: SegmentParams,
+def classify_file(model: DomainClassifier, path: Source, doc_id: str, seg: SegmentParams,
                    chunk_size: int) -> tuple[FileResult, list[pd.DataFrame]]:
-    """One file's result and output chunks; a file that cannot be read is a failed result, not an error."""
+    """One file's (or document-table row's) result and output chunks; a file that cannot be read is a
+    failed result, not an error."""
     try:
-        units = units_from_path(path, seg, doc_id)
+        units = units_of(path, seg, doc_id)
     except IngestError as exc:
-        return FileResult(str(path), False, error=str(exc)), []
+        return FileResult(source_name(path), False, error=str(exc)), []
     renamed = input_names(units.columns)
     units = units.rename(columns=renamed)
-    warning = (f"{path}: its column(s) {', '.join(renamed)} would clash with this run's predictions: kept as "
-               f"{', '.join(renamed.values())}") if renamed else ""
+    warning = (f"{source_name(path)}: its column(s) {', '.join(renamed)} would clash with this run's predictions: "
+               f"kept as {', '.join(renamed.values())}") if renamed else ""
     # the whole document at once, so that no unit loses its neighbours at a chunk edge
-    rows = classify_units(model, units, in_sequence=not is_sentence_table(path))
+    rows = classify_units(model, units, in_sequence=not (isinstance(path, Path) and is_sentence_table(path)))
     chunks = [rows.iloc[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
-    return FileResult(str(path), True, units=len(units), warning=warning), chunks
+    return FileResult(source_name(path), True, units=len(units), warning=warning), chunks
 
 
 _WORKER: dict[str, Any] = {}
@@ -323,12 +295,19 @@ def _died(pending: deque[tuple[Path, Future]], started: Any) -> IngestError:
 
 def iter_classified(inputs: list[str | Path], model_dir: str | Path | None = None,
                     model: DomainClassifier | None = None, jobs: int = 1, chunk_size: int = 2000,
-                    seg: SegmentParams | None = None) -> Iterator[tuple[FileResult, list[pd.DataFrame]]]:
+                    seg: SegmentParams | None = None,
+                    documents: TableOptions | None = None) -> Iterator[tuple[FileResult, list[pd.DataFrame]]]:
     """(result, chunks) per input file, in input order; `jobs` > 1 spreads files over processes
-    (each loads the model from `model_dir`)."""
+    (each loads the model from `model_dir`). With `documents`, each row of a .jsonl/.csv/.parquet
+    input is a document of its own, streamed in this process (`jobs` does not apply)."""
     seg = seg or SegmentParams.from_dict(config.section("segment"))
     paths = list(iter_paths(inputs))
     ids = doc_ids(paths)
+    if documents is not None and any(is_document_table(p) for p in paths):
+        model = model or load_model(model_dir)
+        for source, doc_id in sources(paths, ids, documents, seg.heading_max_chars):
+            yield classify_file(model, source, doc_id, seg, chunk_size)
+        return
     if jobs > 1 and len(paths) > 1:
         yield from _parallel(paths, ids, str(model_dir or default_model_dir()), seg, chunk_size, jobs)
         return
@@ -358,7 +337,7 @@ def passthrough_columns(inputs: list[str | Path]) -> list[str]:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _as_text(value: Any) -> str | None:
@@ -367,16 +346,19 @@ def _as_text(value: Any) -> str | None:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
-def format_chunk(chunk: pd.DataFrame, suffix: str, extra: list[str]) -> pd.DataFrame:
-    """Output rows shaped for one file format.
+def format_chunk(chunk: pd.DataFrame, suffix: str, extra: list[str], optional: list[str] = ()) -> pd.DataFrame:
+    """Output rows shaped for one file format, in the order output columns, `optional` columns
+    (the batch's --min-confidence/--cap fields), pass-through and metadata columns (`extra`).
 
     JSON lines keep pass-through values as they came (a missing one is null, never NaN). CSV and
     Parquet need the same columns in every chunk: all pass-through columns, as text (one input may
     give `id` as a number and another as a string); in CSV the scores are a JSON object."""
+    order = OUTPUT_COLUMNS + [c for c in [*optional, *extra] if c not in OUTPUT_COLUMNS]
     if suffix == ".jsonl":
-        cols = [c for c in extra if c in chunk]
+        cols = [c for c in [*optional, *extra] if c in chunk]
+        chunk = chunk[[c for c in order if c in chunk] + [c for c in chunk if c not in order]]
         return chunk.assign(**{c: chunk[c].map(lambda v: None if _missing(v) else v) for c in cols})
-    out = chunk.reindex(columns=OUTPUT_COLUMNS + [c for c in extra if c not in OUTPUT_COLUMNS])
+    out = chunk.reindex(columns=order)
     out = out.assign(**{c: out[c].map(_as_text).astype("string") for c in extra})
     if suffix == ".csv":
         out["scores"] = out["scores"].map(lambda s: json.dumps(s, ensure_ascii=False))
@@ -386,26 +368,36 @@ def format_chunk(chunk: pd.DataFrame, suffix: str, extra: list[str]) -> pd.DataF
 def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | None = None,
               model_dir: str | Path | None = None, jobs: int = 1, chunk_size: int = 2000,
               on_file: Callable[[FileResult], None] = lambda r: None,
-              seg: SegmentParams | None = None, model: DomainClassifier | None = None) -> list[FileResult]:
-    """Classify every input into `out` (and `summary`); returns one result per file.
+              seg: SegmentParams | None = None, options: BatchOptions | None = None,
+              model: DomainClassifier | None = None) -> list[FileResult]:
+    """Classify every input into `out` (and `summary`); returns one result per file (with
+    `options.documents`, per document-table row).
 
     Both files are committed together at the end, and only if some file was classified: an
     exception, or a batch in which every file failed, leaves neither behind. `out` and `summary`
     found inside an input folder (a previous run's result) are not inputs."""
+    options = options or BatchOptions()
+    record_dir = model_dir or (None if model is not None else default_model_dir())  # a bare model has no record
     model = model or load_model(model_dir)
-    acc = Summary([str(c) for c in model.classes_])
     targets = [Path(p) for p in (out, summary) if p]
     paths = list(iter_paths(inputs, exclude=targets))
-    extra = passthrough_columns(paths)
+    enricher = Enricher.build(options, [str(c) for c in model.classes_], paths, record_dir,
+                              OUTPUT_COLUMNS + UNIT_COLUMNS)
+    acc = enricher.summary()
+    extra = enricher.meta_columns + [c for c in passthrough_columns([p for p in paths if not options.reads_as_documents(p)])
+                                     if c not in enricher.meta_columns]
     results: list[FileResult] = []
     writers: list[TableWriter] = []
     done = False
     try:
         writers += [TableWriter(path) for path in targets]
-        for result, chunks in iter_classified(paths, model_dir, None if jobs > 1 else model, jobs, chunk_size, seg):
+        for result, chunks in iter_classified(paths, model_dir, None if jobs > 1 else model, jobs, chunk_size, seg,
+                                              options.documents):
             for chunk in chunks:
-                writers[0].write(format_chunk(chunk, writers[0].suffix, extra))
+                chunk = enricher.rows(chunk, result.path)
+                writers[0].write(format_chunk(chunk, writers[0].suffix, extra, enricher.optional_columns))
                 acc.add(chunk)
+                result.confident += int(chunk["confident"].sum()) if "confident" in chunk else 0
             results.append(result)
             on_file(result)
         if summary:
@@ -416,16 +408,25 @@ def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | N
     return results
 
 
-def classify_reports(paths: list[str | Path], model: DomainClassifier | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def classify_reports(paths: list[str | Path], model: DomainClassifier | None = None,
+                     options: BatchOptions | None = None,
+                     model_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Python API: (one row per unit, one summary row per report). Failed files raise nothing;
-    their errors are in ``sentences.attrs["errors"]``."""
-    model = model or load_model()
-    acc = Summary([str(c) for c in model.classes_])
+    their errors are in ``sentences.attrs["errors"]``. `model_dir` is where the held-out record
+    (secondary-domain threshold, confusions) is read (default: the model `dvc repro` trained)."""
+    options = options or BatchOptions()
+    record_dir = model_dir or (None if model is not None else default_model_dir())  # a bare model has no record
+    model = model or load_model(model_dir)
+    inputs = list(iter_paths(list(paths)))
+    enricher = Enricher.build(options, [str(c) for c in model.classes_], inputs, record_dir,
+                              OUTPUT_COLUMNS + UNIT_COLUMNS)
+    acc = enricher.summary()
     frames, errors = [], []
-    for result, chunks in iter_classified(list(paths), model=model):
+    for result, chunks in iter_classified(inputs, model=model, documents=options.documents):
         if not result.ok:
             errors.append(result.error)
         for chunk in chunks:
+            chunk = enricher.rows(chunk, result.path)
             frames.append(chunk)
             acc.add(chunk)
     sentences = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=OUTPUT_COLUMNS)

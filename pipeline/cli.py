@@ -18,7 +18,7 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import click
 import typer
@@ -258,7 +258,8 @@ def train(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus 
     if model_dir.exists() and not model_dir.is_dir():
         _fail(f"{model_dir}: --model-dir is a file; the model is saved as a folder")
     trained = train_mod.train(_units(sentences), _labels_dir(None), model_dir, params["train"],
-                              int(params["evaluate"]["min_support"]))
+                              int(params["evaluate"]["min_support"]),
+                              [float(t) for t in params["evaluate"]["secondary_threshold_grid"]])
     data = trained.card["training_data"]
     out.print(f"trained on {data['labelled_units']} labelled units + {data['codebook_examples']} codebook "
               f"examples → {_p(model_dir)}")
@@ -269,6 +270,10 @@ def train(sentences: Optional[Path] = typer.Option(None, help="Segmented corpus 
         h = evaluation.headline
         out.print(f"held out (leave-one-document-out, {h['units']} units): accuracy {h['accuracy']}, lenient "
                   f"{h['lenient_accuracy']}, macro-F1 {h['macro_f1']} (domains with ≥10 units {h['macro_f1_supported']})")
+        if "label_set_f1" in h:
+            out.print(f"label sets: F1 {h['label_set_f1']} (secondary domains scoring ≥ "
+                      f"{trained.card['metrics']['secondary_threshold']}); share error per report: raw "
+                      f"{h['share_mae_raw']}, adjusted {h['share_mae_adjusted']} (mean absolute, policy shares)")
     logged = tracking.log_training(params, trained.card, evaluation.headline if evaluation else None,
                                    evaluation.scores["per_domain"] if evaluation else {},
                                    [a for a in artifacts if a.suffix != ".parquet"], model_dir, _warn, out.print)
@@ -328,12 +333,29 @@ def classify(inputs: List[Path] = Inputs,
                                                              "(default: spark-submit's or local[*])."),
              partition_by: Optional[str] = typer.Option(None, help="Spark engine: partition the Parquet output "
                                                                    "by this input column (e.g. year)."),
+             documents: bool = typer.Option(False, "--documents", help="Read .jsonl/.csv/.parquet inputs as document "
+                                                                       "tables: one whole report per row, every other "
+                                                                       "column is metadata."),
+             text_column: str = typer.Option("text", help="Document tables: the column holding the report text."),
+             id_column: Optional[str] = typer.Option(None, help="Document tables: the column naming each document "
+                                                                "(default: doc, else id, else FILE:ROW)."),
+             meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata file (.csv/.jsonl/.parquet): a doc "
+                                                                      "(document id) or path (input file) column and "
+                                                                      "any others (year, place, level, ...)."),
+             min_confidence: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Flag units below this "
+                                                            "confidence (column `confident`) and report the coverage "
+                                                            "(default: classify.min_confidence)."),
+             cap: bool = typer.Option(False, "--cap", help="Add the Comparative Agendas Project major topic to every "
+                                                           "row and CAP shares to the summary."),
              force: bool = _force_option()) -> None:
     """Classify every sentence of the given reports; a bad file is reported and skipped."""
     import time
 
     from pipeline import classify as cl
     from pipeline.io import check_output, same_file, table_format
+    from pipeline.enrich import BatchOptions
+    from pipeline.metadata import MetadataTable, TableOptions
+    from pipeline.shares import ShareSettings
 
     outputs = [(out_path, "--out")] + ([(summary, "--summary")] if summary else [])
     for path, _ in outputs:
@@ -343,13 +365,25 @@ def classify(inputs: List[Path] = Inputs,
     for path, option in outputs:
         check_output(path, force, _named_files(inputs), option, dataset=engine == "spark" and option == "--out")
     settings = config.section("classify")
-    start, done = time.perf_counter(), {"units": 0, "failed": 0, "files": 0}
+    if not documents and (text_column != "text" or id_column):
+        _fail("--text-column and --id-column apply to document tables: add --documents")
+    threshold = min_confidence if min_confidence is not None else settings.get("min_confidence")
+    options = BatchOptions(TableOptions(text_column, id_column) if documents else None,
+                           MetadataTable(meta) if meta else None,
+                           None if threshold is None else float(threshold), cap,
+                           ShareSettings.from_dict(config.section("shares")))
+    jobs = jobs or int(settings["jobs"])
+    if documents and jobs > 1:
+        _warn("--jobs applies to report files; the rows of document tables are classified in this process")
+    unit = "document" if documents else "file"
+    start, done = time.perf_counter(), {"units": 0, "failed": 0, "files": 0, "confident": 0}
     with _progress() as bar:
         task = bar.add_task("classifying", total=None, rate="")
 
         def on_file(result: cl.FileResult) -> None:
             done["files"] += 1
             done["units"] += result.units
+            done["confident"] += result.confident
             if not result.ok:
                 done["failed"] += 1
                 _say("[red]failed:[/red]", result.error)
@@ -361,33 +395,99 @@ def classify(inputs: List[Path] = Inputs,
         if engine == "spark":
             from pipeline import spark
 
+            if documents or meta or options.min_confidence is not None or cap:
+                _fail("--engine spark classifies report files and sentence tables as they are: --documents, --meta, "
+                      "--min-confidence and --cap need the local engine (or pipeline.spark.classify_documents)")
             spark.run_batch(inputs, out_path, summary, model, master, _segment_params(), partition_by, on_file)
         elif engine == "local":
-            cl.run_batch(inputs, out_path, summary, model, jobs or int(settings["jobs"]),
-                         chunk_size or int(settings["chunk_size"]), on_file, _segment_params())
+            cl.run_batch(inputs, out_path, summary, model, jobs, chunk_size or int(settings["chunk_size"]), on_file,
+                         _segment_params(), options)
         else:
             _fail(f"--engine must be local or spark, not '{engine}'")
     elapsed = time.perf_counter() - start
-    out.print(f"{done['units']} sentences from {done['files'] - done['failed']} file(s) in {elapsed:.1f}s → {_p(out_path)}"
-              + (f", summary → {_p(summary)}" if summary else "")
-              + (f"; [red]{done['failed']} file(s) failed[/red]" if done["failed"] else ""))
+    out.print(f"{done['units']} sentences from {done['files'] - done['failed']} {unit}(s) in {elapsed:.1f}s → "
+              f"{_p(out_path)}" + (f", summary → {_p(summary)}" if summary else "")
+              + (f"; [red]{done['failed']} {unit}(s) failed[/red]" if done["failed"] else ""))
+    if options.min_confidence is not None and done["units"]:
+        out.print(f"coverage: {done['confident'] / done['units']:.1%} of units have confidence ≥ "
+                  f"{options.min_confidence} (the rest are flagged confident=false)")
+    if options.metadata is not None:
+        _print_warnings(options.metadata.warnings())
     raise typer.Exit(1 if done["failed"] or not done["files"] else 0)
+
+
+def _print_warnings(messages: List[str], limit: int = 20) -> None:
+    for message in messages[:limit]:
+        _warn(escape(message))
+    if len(messages) > limit:
+        _warn(f"… and {len(messages) - limit} more")
 
 
 @app.command()
 def report(result: Path = typer.Argument(..., help="Output of `policy-domains classify`."),
-           out_dir: Path = typer.Option(..., "--out", help="Folder for report.html and the PNG charts."),
+           out_dir: Path = typer.Option(..., "--out", help="Folder for report.html, docs/ and the charts."),
+           model: Optional[Path] = typer.Option(None, help="The model that classified the result, for the provenance "
+                                                           "box and adjusted shares (default: the one dvc repro trained)."),
+           by: Optional[str] = typer.Option(None, "--by", help="Metadata column to compare groups by (default: year, "
+                                                               "when the rows have it)."),
+           groups: Optional[Tuple[str, str]] = typer.Option(None, "--groups", help="Two groups A B for the "
+                                                                                   "difference chart (B − A)."),
+           summary: Optional[Path] = typer.Option(None, help="The same run's `classify --summary`: used as it is "
+                                                            "(faster; otherwise the rows are summarised again)."),
+           reproducible: bool = typer.Option(False, help="Leave out the training date (the model file's time), so the "
+                                                         "same result and model give the same bytes anywhere."),
            force: bool = _force_option()) -> None:
-    """Self-contained HTML report and PNG charts of a classification result."""
+    """HTML report folder: an overview page, a page per document, PNG charts, comparisons by metadata."""
     from pipeline.io import check_output
-    from pipeline.report import REPORT_FILES, build_report
+    from pipeline.report import build_report
+    from pipeline.shares import ShareSettings
 
     if out_dir.exists() and not out_dir.is_dir():
-        _fail(f"{out_dir}: --out is a file; the report needs a folder (it writes {', '.join(REPORT_FILES.values())})")
-    for name in REPORT_FILES.values():
-        check_output(out_dir / name, force, [result])
-    paths = build_report(result, out_dir)
-    out.print(f"report → {_p(paths['html'])} (charts: {', '.join(p.name for k, p in paths.items() if k != 'html')})")
+        _fail(f"{out_dir}: --out is a file; the report needs a folder (report.html, docs/, charts)")
+    check_output(out_dir / "report.html", force, [result])
+
+    with _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, rate="")
+            bar.update(tasks[stage], completed=done, total=total)
+
+        paths = build_report(result, out_dir, model_dir=model, by=by, groups=tuple(groups) if groups else None,
+                             settings=ShareSettings.from_dict(config.section("shares")), progress=progress,
+                             reproducible=reproducible, summary_path=summary)
+    size = paths["html"].stat().st_size
+    pages = len(list(paths["docs"].glob("*.html")))
+    out.print(f"report → {_p(paths['html'])} ({size / 1e6:.2f} MB) with {pages} document page(s) in "
+              f"{paths['docs']}, font {paths['font'].name}, charts: "
+              f"{', '.join(p.name for k, p in paths.items() if p.suffix == '.png' and not k.startswith('compare_trend'))}")
+
+
+@app.command()
+def compare(summary: Path = typer.Argument(..., help="Summary written by `classify --summary`."),
+            by: str = typer.Option(..., "--by", help="Metadata column to group documents by (year, place, level, ...)."),
+            out_dir: Path = typer.Option(..., "--out", help="Folder for the table and the charts."),
+            groups: Optional[Tuple[str, str]] = typer.Option(None, "--groups", help="Two groups A B for the difference "
+                                                                                   "chart, B − A (default: first, last)."),
+            measure: str = typer.Option("policy", help="policy (shares of policy units, `other` left out), all "
+                                                       "(shares of all units) or cap (CAP major topics).")) -> None:
+    """Shares per group of documents with bootstrap intervals, trend charts and a difference chart."""
+    from pipeline import compare as cmp
+    from pipeline.shares import ShareSettings
+
+    settings = ShareSettings.from_dict(config.section("shares"))
+    frame = cmp.read_summary(summary)
+    shares = cmp.group_shares(frame, by, settings, measure)
+    if not shares.groups:
+        _fail(f"{summary}: no document has a value in '{by}'")
+    skipped = int(frame[by].isna().sum())
+    if skipped:
+        _warn(f"{skipped} document(s) without a value in '{by}' left out")
+    paths = cmp.write_comparison(shares, out_dir, tuple(groups) if groups else None, measure, settings.level)
+    out.print(f"{len(shares.groups)} group(s) of '{by}' from {len(frame) - skipped} document(s) → {paths['table']}; "
+              f"charts: {paths['small_multiples'].name}, trends/ ({len(shares.categories)})"
+              + (f", {paths['difference'].name}" if "difference" in paths else ""))
 
 
 # ---------------------------------------------------------------- annotation loop

@@ -8,7 +8,7 @@ fresh clone, so nothing leaks between folds.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -17,11 +17,16 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from pipeline import multilabel
+from pipeline.heldout import HeldOut
 from pipeline.io import atomic_path, write_text
 from pipeline.labels import split_examples
+from pipeline.shares import confusion_counts, measure_quantification
 
 PROTOCOL = "leave-one-document-out over annotated real text; codebook examples never evaluated"
 HEADLINE_KEYS = ("units", "accuracy", "lenient_accuracy", "macro_f1", "macro_f1_supported", "weighted_f1")
+# measured by the train stage beyond the primary domain: label sets and share errors
+FINDINGS_KEYS = ("label_set_f1", "share_mae_raw", "share_mae_adjusted")
 
 
 def metrics(gold: pd.Series, gold_sets: pd.Series, pred: np.ndarray, domains: Sequence[str],
@@ -103,25 +108,43 @@ class Evaluation:
     use_examples: bool
     scores: dict[str, Any]
     oof: pd.DataFrame
+    # `multilabel` (secondary-domain threshold, label-set F1) and `quantification` (share errors):
+    # measured for the shipped configuration only (`evaluate(..., threshold_grid=...)`)
+    findings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def headline(self) -> dict[str, Any]:
-        return {k: self.scores[k] for k in HEADLINE_KEYS}
+        flat = {"label_set_f1": self.findings.get("multilabel", {}).get("label_set_f1"),
+                **{k: self.findings.get("quantification", {}).get(k) for k in FINDINGS_KEYS[1:]}}
+        return {**{k: self.scores[k] for k in HEADLINE_KEYS}, **{k: v for k, v in flat.items() if v is not None}}
 
     def summary(self) -> dict[str, Any]:
         """Everything but the out-of-fold rows, as JSON-ready data."""
         return {"protocol": PROTOCOL, "model": self.model, "use_examples": self.use_examples,
                 "headline": self.headline, "per_domain": self.scores["per_domain"],
                 "per_document": self.scores["per_document"],
-                "supported_domains": self.scores["supported_domains"]}
+                "supported_domains": self.scores["supported_domains"], **self.findings}
+
+    def heldout(self) -> HeldOut:
+        """The record `classify` uses: confusion counts and the secondary-domain threshold."""
+        ids = oof_domains(self.oof)
+        return HeldOut(tuple(ids), confusion_counts(self.oof["primary"], self.oof["pred"], ids),
+                       self.findings.get("multilabel", {}).get("secondary_threshold"),
+                       {k: v for k, v in self.headline.items() if k in ("units", *FINDINGS_KEYS)})
 
 
 def evaluate(table: pd.DataFrame, estimator: BaseEstimator, use_examples: bool = True,
-             min_support: int = 10) -> Evaluation:
-    """Score one configuration leave-one-document-out on the labelled table."""
+             min_support: int = 10, threshold_grid: Sequence[float] | None = None) -> Evaluation:
+    """Score one configuration leave-one-document-out on the labelled table; with `threshold_grid`,
+    also choose the secondary-domain threshold and measure label sets and share errors."""
     oof = lodo(table, estimator, use_examples)
     name = str(getattr(estimator, "classifier", type(estimator).__name__))
-    return Evaluation(name, use_examples, score(oof, min_support), oof)
+    findings = {}
+    if threshold_grid is not None:
+        ids = oof_domains(oof)
+        findings = {"multilabel": multilabel.measure(oof, ids, threshold_grid),
+                    "quantification": measure_quantification(oof, ids)}
+    return Evaluation(name, use_examples, score(oof, min_support), oof, findings)
 
 
 def confusion(oof: pd.DataFrame) -> pd.DataFrame:

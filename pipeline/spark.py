@@ -23,12 +23,14 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 
 from pipeline import config
-from pipeline.classify import (OUTPUT_COLUMNS, FileResult, Summary, classify_file, doc_ids, format_chunk,
-                               load_model, passthrough_columns, prediction_columns, resolve_model_dir)
+from pipeline.classify import (OUTPUT_COLUMNS, FileResult, classify_file, doc_ids, format_chunk, load_model,
+                               passthrough_columns, prediction_columns, resolve_model_dir)
+from pipeline.enrich import BatchOptions, Enricher
 from pipeline.errors import UsageError
 from pipeline.ingest import document_from_text, iter_paths
 from pipeline.io import TableWriter
-from pipeline.segment import SegmentParams, segment_document
+from pipeline.segment import UNIT_COLUMNS, SegmentParams, segment_document
+from pipeline.shares import ShareSettings
 
 ERROR = "_error"
 
@@ -79,13 +81,15 @@ def _score_struct(ids: list[str]) -> str:
 def _file_schema(ids: list[str], extra: list[str]) -> str:
     index = "string" if "index" in extra else "bigint"
     columns = [f"doc string, sent_id string, `index` {index}, text string, heading string, is_heading boolean",
-               f"domain string, confidence double, scores {_score_struct(ids)}"]
+               "domain string, confidence double, domains string, domain_2 string, score_2 double, domain_3 string",
+               f"score_3 double, scores {_score_struct(ids)}"]
     columns += [f"`{c}` string" for c in extra if c not in OUTPUT_COLUMNS]
     return ", ".join(columns + [f"{ERROR} string"])
 
 
-def _classify_paths(model_name: str, seg: SegmentParams, extra: list[str],
-                    columns: list[str]) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+def _classify_paths(model_name: str, seg: SegmentParams, extra: list[str], columns: list[str],
+                    enricher: Enricher) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """The task: each file through the default engine's `classify_file` and `Enricher.rows`."""
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = _executor_model(model_name)
         for batch in batches:
@@ -94,7 +98,8 @@ def _classify_paths(model_name: str, seg: SegmentParams, extra: list[str],
                 if not result.ok:
                     yield pd.DataFrame([{**dict.fromkeys(columns), "doc": doc, ERROR: result.error}], columns=columns)
                 for chunk in chunks:
-                    yield format_chunk(chunk, ".parquet", extra).assign(**{ERROR: None}).reindex(columns=columns)
+                    rows = format_chunk(enricher.rows(chunk, path), ".parquet", extra, enricher.optional_columns)
+                    yield rows.assign(**{ERROR: None}).reindex(columns=columns)
     return run
 
 
@@ -120,11 +125,13 @@ def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | N
         raise UsageError(f"--partition-by {partition_by}: not a column of the inputs (columns: {', '.join(extra)})")
     spark = session(master)
     name, domains = ship_model(spark, model)
+    enricher = Enricher.build(BatchOptions(shares=ShareSettings.from_dict(config.section("shares"))), domains, paths,
+                              resolve_model_dir(model), OUTPUT_COLUMNS + UNIT_COLUMNS)
     schema = _file_schema(domains, extra)
     columns = _columns_of(schema)
     files = spark.createDataFrame(pd.DataFrame({"path": [str(p) for p in paths], "doc": [ids[p] for p in paths]}))
     files = files.repartition(min(len(paths), spark.sparkContext.defaultParallelism * 4))
-    rows = files.mapInPandas(_classify_paths(name, seg, extra, columns), schema).cache()
+    rows = files.mapInPandas(_classify_paths(name, seg, extra, columns, enricher), schema).cache()
     try:
         failures = {r["doc"]: r[ERROR] for r in rows.filter(rows[ERROR].isNotNull()).select("doc", ERROR).collect()}
         units = rows.filter(rows[ERROR].isNull()).drop(ERROR)
@@ -142,7 +149,7 @@ def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | N
             writer = units.write.mode("overwrite")
             (writer.partitionBy(partition_by) if partition_by else writer).parquet(str(tmp))
             if summary:
-                _write_summary(tmp, summary, domains, [ids[p] for p in paths])
+                _write_summary(tmp, summary, enricher, [ids[p] for p in paths])
             _replace(tmp, out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -167,13 +174,12 @@ def _columns_of(schema: str) -> list[str]:
     return names
 
 
-def _write_summary(dataset: Path, summary: str | Path, domains: list[str], order: list[str]) -> None:
+def _write_summary(dataset: Path, summary: str | Path, enricher: Enricher, order: list[str]) -> None:
     """The default engine's summary, from the written rows (streamed, a batch at a time)."""
     import pyarrow.dataset as ds
 
-    acc = Summary(domains)
-    for batch in ds.dataset(str(dataset), format="parquet", partitioning="hive").to_batches(
-            columns=["doc", "text", "domain"]):
+    acc = enricher.summary()
+    for batch in ds.dataset(str(dataset), format="parquet", partitioning="hive").to_batches():
         acc.add(batch.to_pandas())
     frame = acc.frame()
     frame = frame.set_index("doc").loc[[d for d in order if d in set(frame["doc"])]].reset_index()

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 from sklearn.base import clone
 
 from pipeline.errors import LabelError
-from pipeline.evaluate import PROTOCOL, Evaluation, evaluate, has_two_documents
+from pipeline.evaluate import FINDINGS_KEYS, PROTOCOL, Evaluation, evaluate, has_two_documents
+from pipeline.heldout import write_heldout
 from pipeline.io import write_text
 from pipeline.labels import split_examples, training_table
 from pipeline.model import DomainClassifier, build_estimator, save_model
+
+# secondary-domain thresholds tried (params.yaml evaluate.secondary_threshold_grid overrides)
+DEFAULT_THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
 
 def held_out_metrics(evaluation: Evaluation | None) -> dict[str, Any]:
@@ -27,7 +31,10 @@ def held_out_metrics(evaluation: Evaluation | None) -> dict[str, Any]:
         return {"note": "fewer than two annotated documents: no held-out figures"}
     result = evaluation.scores
     keep = ("units", "accuracy", "lenient_accuracy", "macro_f1", "macro_f1_supported", "weighted_f1", "per_document")
-    return {"protocol": PROTOCOL, **{k: result[k] for k in keep},
+    findings = {k: evaluation.headline[k] for k in FINDINGS_KEYS if k in evaluation.headline}
+    threshold = evaluation.findings.get("multilabel", {}).get("secondary_threshold")
+    return {"protocol": PROTOCOL, **{k: result[k] for k in keep}, **findings,
+            **({"secondary_threshold": threshold} if threshold is not None else {}),
             "per_domain_f1": {d: m["f1"] for d, m in result["per_domain"].items() if m["support"]}}
 
 
@@ -67,6 +74,10 @@ def card_markdown(card: dict[str, Any]) -> str:
                   f"| {metrics['accuracy']} | {metrics['lenient_accuracy']} | {metrics['macro_f1']} | "
                   f"{metrics['macro_f1_supported']} | {metrics['weighted_f1']} |", "",
                   "Per-domain F1: " + ", ".join(f"{d} {f}" for d, f in metrics["per_domain_f1"].items())]
+        if "label_set_f1" in metrics:
+            lines += ["", f"Secondary domains: score ≥ {metrics['secondary_threshold']}; label-set F1 "
+                          f"{metrics['label_set_f1']} (nested). Share error per report (mean absolute, policy shares): "
+                          f"raw {metrics['share_mae_raw']}, adjusted {metrics['share_mae_adjusted']}."]
     else:
         lines.append(metrics["note"])
     lines += ["", "## Parameters", "", "```", *(f"{k}: {v}" for k, v in card["params"].items()), "```", ""]
@@ -83,8 +94,10 @@ class Trained:
 
 
 def train(units: pd.DataFrame, labels_dir: str | Path, model_dir: str | Path,
-          params: dict[str, Any], min_support: int = 10) -> Trained:
-    """Fit on all labels, measure the same configuration leave-one-document-out, save model + card.
+          params: dict[str, Any], min_support: int = 10,
+          threshold_grid: Sequence[float] = DEFAULT_THRESHOLD_GRID) -> Trained:
+    """Fit on all labels, measure the same configuration leave-one-document-out, save model + card
+    and what the held-out run taught (`heldout.json`: confusions, secondary-domain threshold).
 
     The saved files hold no timestamp, commit or run id (those go to MLflow), so the same labels
     and params give byte-identical files and `dvc repro` leaves `dvc.lock` unchanged."""
@@ -94,8 +107,11 @@ def train(units: pd.DataFrame, labels_dir: str | Path, model_dir: str | Path,
         raise LabelError(f"no labelled units under {labels_dir}: annotate some first (see labels/GUIDE.md)")
     estimator = build_estimator(params)
     model = clone(estimator).fit(table, table["primary"])
-    evaluation = evaluate(table, estimator, use_examples, min_support) if has_two_documents(table) else None
+    evaluation = evaluate(table, estimator, use_examples, min_support, threshold_grid) \
+        if has_two_documents(table) else None
     card = model_card(table, params, held_out_metrics(evaluation))
     save_model(model, model_dir, card)
     write_text(Path(model_dir) / "model_card.md", card_markdown(card))
+    if evaluation is not None:
+        write_heldout(evaluation.heldout(), model_dir)
     return Trained(model, card, evaluation)

@@ -16,16 +16,21 @@ PACKAGE = ROOT / "pipeline"
 LAYERS = [
     {"errors", "config", "io", "charts"},           # shared utilities, no knowledge of the data
     {"taxonomy"},
+    {"crosswalk"},                                   # the 17 ids → CAP major topics
     {"ingest"},                                      # files → Documents
     {"segment"},                                     # Documents → units
+    {"metadata"},                                    # document tables, --meta files → documents with metadata
     {"labels"},                                      # label files → merged labels, training table
     {"agreement"},
     {"hanlp_tokenizer"},
     {"features"},
     {"model"},                                       # units → probabilities
+    {"shares", "multilabel", "heldout"},             # shares, intervals, adjustment; label sets; what LODO taught
     {"evaluate"},                                    # leave-one-document-out protocol
     {"train", "selection", "audit"},                   # fit + card; model selection; label review
+    {"enrich"},                                      # rows: runners-up, label sets, flags, CAP, metadata
     {"classify"},                                    # reports → rows + summary
+    {"compare"},                                     # summaries → shares by group, differences, trend charts
     {"annotate", "labelstudio", "report", "tracking", "pyfunc_model", "plots_template", "spark"},
     {"cli"},
 ]

@@ -51,7 +51,7 @@ def test_bad_files_reported_rest_classified(batch: Path, tmp_path: Path, tiny_mo
     rows = read_table(tmp_path / "o.jsonl")
     assert set(rows["doc"]) == {"good", "trad"}
     assert len(rows) == units_in(batch / "good.txt") + units_in(batch / "trad.txt") == 11  # nothing lost
-    assert list(rows.columns[:9]) == cl.OUTPUT_COLUMNS
+    assert list(rows.columns[:len(cl.OUTPUT_COLUMNS)]) == cl.OUTPUT_COLUMNS
     assert rows["domain"].isin(domain_ids()).all()
     assert all(sorted(s) == sorted(domain_ids()) for s in rows["scores"])
     good = rows[rows["doc"] == "good"]
@@ -133,9 +133,14 @@ def test_summary_shares_sum_to_one(batch: Path, tmp_path: Path, tiny_model_dir: 
     classify(batch, "--out", tmp_path / "o.jsonl", "--summary", tmp_path / "s.csv", "--model", tiny_model_dir)
     summary = read_table(tmp_path / "s.csv").set_index("doc")
     assert list(summary.index) == ["good", "trad"] and list(summary["sentences"]) == [7, 4]
-    for prefix in ("share_", "char_share_"):
-        cols = [f"{prefix}{d}" for d in domain_ids()]
-        assert summary[cols].sum(axis=1).tolist() == pytest.approx([1.0, 1.0], abs=1e-3)
+    policy = [d for d in domain_ids() if d != "other"]
+    assert "share_other" not in summary  # policy shares leave `other` out of the denominator
+    for prefix, ids in (("share_", policy), ("share_all_", domain_ids()), ("char_share_", domain_ids())):
+        assert summary[[f"{prefix}{d}" for d in ids]].sum(axis=1).tolist() == pytest.approx([1.0, 1.0], abs=1e-3)
+        for d in ids:  # every share has its interval around it
+            assert (summary[f"{prefix}{d}_low"] <= summary[f"{prefix}{d}"] + 1e-9).all()
+            assert (summary[f"{prefix}{d}"] <= summary[f"{prefix}{d}_high"] + 1e-9).all()
+    assert (summary["policy_sentences"] == summary["sentences"] - summary["n_other"]).all()
     assert summary.loc["trad", "chars"] == len(TRADITIONAL.replace("\n", ""))
 
 
@@ -194,3 +199,25 @@ def test_sentence_tables_are_classified_without_neighbours(tiny_model_dir: Path,
     alone = [classify_texts([t], load_model(tiny_model_dir)).loc[0, "scores"] for t in texts]
     for row, single in zip(got["scores"], alone):
         assert row == pytest.approx(single, abs=1e-6)
+
+
+def test_min_confidence_flags_rows_and_reports_coverage(batch: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    code, output = classify(batch / "good.txt", "--out", tmp_path / "o.csv", "--summary", tmp_path / "s.csv",
+                            "--model", tiny_model_dir, "--min-confidence", "0.5")
+    assert code == 0
+    rows = read_table(tmp_path / "o.csv")
+    assert (rows["confident"] == (rows["confidence"] >= 0.5)).all()  # the domain is kept, the row is flagged
+    share = rows["confident"].mean()
+    assert f"coverage: {share:.1%} of units have confidence ≥ 0.5" in output
+    assert read_table(tmp_path / "s.csv")["coverage"].iloc[0] == pytest.approx(share, abs=1e-4)
+    code, output = classify(batch / "good.txt", "--out", tmp_path / "o.csv", "--min-confidence", "1.5")
+    assert code == 2  # a usage error: a confidence is between 0 and 1
+
+
+def test_python_api_takes_the_same_options(batch: Path, tiny_model_dir: Path) -> None:
+    from pipeline.enrich import BatchOptions
+
+    model = pipeline.load_model(tiny_model_dir)
+    sentences, summary = pipeline.classify_reports([batch], model, BatchOptions(min_confidence=0.3, cap=True))
+    assert {"domains", "domain_2", "confident", "cap_code"} <= set(sentences.columns)
+    assert {"coverage", "share_all_other", "cap_unmapped"} <= set(summary.columns)

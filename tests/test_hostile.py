@@ -978,7 +978,8 @@ def test_hostile_result_files_for_the_report(case: str, needle: str, tmp_path: P
 def test_report_output_paths(result_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "rep"
     assert run("report", result_file, "--out", out).exit_code == 0
-    page = (out / "report.html").read_text(encoding="utf-8")
+    pages = [out / "report.html", *sorted((out / "docs").glob("*.html"))]  # sentences are on the document pages
+    page = "".join(p.read_text(encoding="utf-8") for p in pages)
     assert "<script>alert" not in page and ">=1+1&lt;script&gt;" in page  # escaped; the CSV cell read back exact
     before = (out / "report.html").read_bytes()
     one_error(run("report", result_file, "--out", out), out / "report.html", "--force")

@@ -9,6 +9,7 @@ import pandas as pd
 from conftest import TINY_PARAMS, TINY_TRAINING, write_labels
 from pipeline.selection import compare_models, write_comparison
 from pipeline.evaluate import evaluate, write_evaluation
+from pipeline.heldout import read_heldout
 from pipeline.ingest import Document
 from pipeline.labels import training_table
 from pipeline.model import build_estimator, load_model
@@ -48,6 +49,12 @@ def test_train_saves_a_loadable_model_with_its_card(tmp_path: Path) -> None:
     assert "## Held-out metrics" in (tmp_path / "model" / "model_card.md").read_text(encoding="utf-8")
     again = load_model(tmp_path / "model")
     assert list(again.predict(units.head(4))) == list(model.predict(units.head(4)))
+    heldout = read_heldout(tmp_path / "model")  # what classify needs from the held-out run
+    assert heldout is not None and heldout.confusion.sum() == 12 and heldout.confusion.shape == (17, 17)
+    assert heldout.secondary_threshold in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+    assert card["metrics"]["secondary_threshold"] == heldout.secondary_threshold
+    headline = trained.evaluation.headline
+    assert 0 <= headline["label_set_f1"] <= 1 and headline["share_mae_raw"] >= 0 and headline["share_mae_adjusted"] >= 0
 
 
 def test_evaluate_table_and_outputs(tmp_path: Path) -> None:
@@ -80,7 +87,7 @@ def test_two_trainings_write_identical_bytes(tmp_path: Path) -> None:
     for name in ("a", "b"):
         train(units, labels, tmp_path / name, params, min_support=1)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == ["model.sha256", "model.skops", "model_card.json", "model_card.md"]
+    assert files == ["heldout.json", "model.sha256", "model.skops", "model_card.json", "model_card.md"]
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
