@@ -273,11 +273,15 @@ def _start_forkserver_deaf_to_ctrl_c() -> None:
     if threading.current_thread() is not threading.main_thread():
         forkserver.ensure_running()
         return
+    # Blocked as well as ignored: Linux keeps a blocked signal pending even while it is ignored, so a
+    # Ctrl-C that lands in this window reaches the caller's handler afterwards instead of vanishing.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Python handler would not survive the exec
     try:
         forkserver.ensure_running()
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _died(pending: deque[tuple[Path, Future]], started: Any) -> IngestError:

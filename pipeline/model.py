@@ -31,7 +31,7 @@ from sklearn.svm import LinearSVC
 from pipeline.errors import LabelError, ModelError, ModelIntegrityError, UsageError
 from pipeline.features import build_features, model_input
 from pipeline.io import atomic_path, write_text
-from pipeline.taxonomy import domain_ids
+from pipeline.taxonomy import domain_ids, taxonomy_path
 
 MODEL_FILE = "model.skops"
 CHECKSUM_FILE = "model.sha256"
@@ -326,7 +326,9 @@ def _checked(model: Any, path: Path) -> DomainClassifier:
         raise ModelError(f"{path}: holds a {type(model).__name__}, not a policy-domains model; retrain with "
                          "`dvc repro` or pass --model DIR of one")
     ids = [str(c) for c in getattr(model, "classes_", [])]
-    if ids != domain_ids():
+    # inside a project the model must answer over its taxonomy; a model served or shipped on its own
+    # (MLflow, Spark executors) has no taxonomy file beside it and carries its own domain list
+    if taxonomy_path().exists() and ids != domain_ids():
         raise ModelError(f"{path}: trained for {len(ids)} domain id(s) ({', '.join(ids[:5])}{', …' if len(ids) > 5 else ''}) "
                          f"that are not the {len(domain_ids())} of labels/taxonomy.yaml in their order; retrain with "
                          "`dvc repro` after changing the taxonomy")

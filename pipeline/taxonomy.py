@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import yaml
 
@@ -20,10 +21,14 @@ class Domain:
     boundary: str
 
 
+def taxonomy_path() -> Path:
+    return project_root() / "labels" / "taxonomy.yaml"
+
+
 @lru_cache(maxsize=2)
 def load_taxonomy(path: str | None = None) -> tuple[Domain, ...]:
     """The domains in their fixed order (the order of the model's score columns)."""
-    path = path or str(project_root() / "labels" / "taxonomy.yaml")
+    path = path or str(taxonomy_path())
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
