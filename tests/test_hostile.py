@@ -408,6 +408,13 @@ def _cli() -> str:
     return str(Path(sys.executable).parent / "policy-domains")
 
 
+def _default_signals() -> None:
+    """The child starts as from a terminal: a background job of a non-interactive shell (as CI may
+    run the suite) inherits SIGINT ignored, and then a Ctrl-C could never reach the command."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("signum, jobs, group", [
     (signal.SIGTERM, 1, False), (signal.SIGHUP, 1, False),
@@ -427,7 +434,7 @@ def test_signals_leave_no_temporary_files_and_no_traceback(signum: int, jobs: in
                              str(out.with_name("s.csv")), "--model", str(tiny_model_dir), "--chunk-size", "20",
                              "--jobs", str(jobs)],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_signals)
     deadline = time.monotonic() + 120
     while not leftovers(out.parent) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
