@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import pandas as pd
 
 from pipeline.errors import IngestError, UsageError
-from pipeline.ingest import Document, clean_text, decode_bytes, html_to_text, is_traditional
+from pipeline.ingest import Document, decode_bytes, document_from_text, html_to_text
 from pipeline.io import check_regular, read_bytes
 from pipeline.segment import SegmentParams, segment_document, units_from_path
 
@@ -219,12 +219,14 @@ def _document_row(path: Path, line: int, number: int, row: dict[str, Any], optio
     raw = row.get(options.text_column)
     if not isinstance(raw, str) or not raw.strip():
         return RowFailure(str(path), f"{where}: no text in column '{options.text_column}'")
-    text = clean_text(html_to_text(raw) if _HTML.search(raw[:5000]) else raw, heading_max_chars)
-    if not text.strip():
-        return RowFailure(str(path), f"{where}: no text left after cleaning")
+    try:
+        doc = document_from_text(doc_id, html_to_text(raw) if _HTML.search(raw[:5000]) else raw, where,
+                                 heading_max_chars, {"line": line, "format": path.suffix.lstrip(".")})
+    except IngestError as exc:
+        return RowFailure(str(path), str(exc))
     fields = {k: _value(v) for k, v in row.items() if k not in (options.text_column, "doc")}
-    meta = {"path": str(path), "line": line, "chars": len(text), "format": path.suffix.lstrip(".")}
-    return DocumentRow(doc_id, str(path), text, meta, is_traditional(text), line=line, fields=fields)
+    return DocumentRow(doc_id, str(path), doc.text, {**doc.meta, "path": str(path)}, doc.traditional,
+                       line=line, fields=fields)
 
 
 def units_of(source: Source, seg: SegmentParams, doc_id: str) -> pd.DataFrame:
