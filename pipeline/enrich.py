@@ -46,11 +46,8 @@ class BatchOptions:
 
 
 def score_matrix(scores: pd.Series, ids: Sequence[str]) -> np.ndarray:
-    """Rows' score dicts as a units × ids matrix (dicts already in `ids` order are read in one go)."""
-    order = list(ids)
-    if all(list(s) == order for s in scores):
-        return np.array([list(s.values()) for s in scores], dtype=float).reshape(len(scores), len(order))
-    return np.array([[s[d] for d in ids] for s in scores], dtype=float).reshape(len(scores), len(ids))
+    """Rows' `scores` (the struct column `classify.predictions_frame` makes) as a units × ids matrix."""
+    return np.column_stack([scores.struct.field(d).to_numpy(dtype=float) for d in ids])
 
 
 class Enricher:

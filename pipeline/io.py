@@ -31,7 +31,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
@@ -225,6 +225,21 @@ def table_format(path: str | Path) -> str:
     return suffix
 
 
+def _arrow_table(frame: pd.DataFrame) -> "pa.Table":
+    """`frame` as an Arrow table. Struct columns already in Arrow (the `scores` of every domain) go
+    in as they are and stay out of the pandas metadata: pandas records their dtype by a name it
+    cannot read back, and without it reads them as a dict per row, as it always has. One thread:
+    pyarrow would otherwise start (and join) a thread pool for every chunk, which costs more than
+    converting a chunk's columns."""
+    import pyarrow as pa
+
+    structs = [c for c in frame if isinstance(frame[c].dtype, pd.ArrowDtype) and pa.types.is_struct(frame[c].dtype.pyarrow_dtype)]
+    table = pa.Table.from_pandas(frame.drop(columns=structs), preserve_index=False, nthreads=1)
+    for column in structs:  # in column order, so every one lands at its own position
+        table = table.add_column(frame.columns.get_loc(column), column, pa.array(frame[column].array))
+    return table
+
+
 class TableWriter:
     """Write a table chunk by chunk into a temporary file, then move it into place.
 
@@ -256,7 +271,7 @@ class TableWriter:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+            table = _arrow_table(frame)
             if self._parquet is None:
                 self._schema = table.schema
                 self._parquet = pq.ParquetWriter(self.tmp, self._schema)
@@ -267,8 +282,12 @@ class TableWriter:
         if self.suffix == ".csv":
             sheet_safe_frame(frame).to_csv(self._fh, index=False, header=self.rows == 0)
         else:
-            for record in frame.to_dict(orient="records"):
-                self._fh.write(json.dumps(record, ensure_ascii=False, default=_jsonable) + "\n")
+            # column by column into Python values (a struct column converts in one Arrow call),
+            # then one encoder for every row: `json.dumps` with options builds a new one per call
+            names = list(frame.columns)
+            encode = json.JSONEncoder(ensure_ascii=False, default=_jsonable).encode
+            lines = [encode(dict(zip(names, values))) for values in zip(*(_python_values(frame[c]) for c in names))]
+            self._fh.write("".join(line + "\n" for line in lines))
 
     def _close_handles(self) -> None:
         handles, self._parquet, self._fh = (self._parquet, self._fh), None, None
@@ -323,6 +342,16 @@ def commit_all(writers: Sequence[TableWriter], ok: bool) -> None:
     finally:
         for writer in writers:
             writer.discard()
+
+
+def _python_values(column: pd.Series) -> list[Any]:
+    """A column as Python values; an Arrow-backed one in one Arrow call (pandas converts its values
+    one by one)."""
+    if isinstance(column.dtype, pd.ArrowDtype):
+        import pyarrow as pa
+
+        return pa.array(column.array).to_pylist()
+    return column.tolist()
 
 
 def _jsonable(value):

@@ -171,6 +171,12 @@ def test_python_api(batch: Path, tiny_model_dir: Path) -> None:
     texts = pipeline.classify_texts(["加强生态保护修复。", "發展先進製造業集群。"], model)
     assert list(texts.columns) == ["text", "domain", "confidence", "scores"]
     assert list(texts["domain"]) == ["ecology", "industry"] and texts["confidence"].between(0, 1).all()
+    # scores: a dict per row, or a column per domain, both with the row's own domain on top
+    first = texts["scores"].iloc[0]
+    assert isinstance(first, dict) and list(first) == [str(c) for c in model.classes_]
+    per_domain = texts["scores"].struct.explode()
+    assert list(per_domain.idxmax(axis=1)) == list(texts["domain"])
+    assert per_domain.max(axis=1).tolist() == texts["confidence"].tolist()
     sentences, summary = pipeline.classify_reports([batch], model)
     assert len(sentences) == 11 and list(summary["doc"]) == ["good", "trad"]
     assert len(sentences.attrs["errors"]) == 2
