@@ -33,7 +33,8 @@ import pyarrow as pa
 from pipeline import config
 from pipeline.enrich import RANKED_COLUMNS, BatchOptions, Enricher
 from pipeline.errors import IngestError, ModelError
-from pipeline.ingest import doc_id_for, is_sentence_table, iter_paths, normalise_many, printable_path, read_source
+from pipeline.ingest import (SentenceTable, doc_id_for, is_sentence_table, iter_paths, normalise_many,
+                             printable_path, read_source)
 from pipeline.io import TableWriter, commit_all
 from pipeline.metadata import Source, TableOptions, is_document_table, source_name, sources, units_of
 from pipeline.model import DomainClassifier
@@ -188,7 +189,8 @@ def classify_file(model: DomainClassifier, path: Source, doc_id: str, seg: Segme
     warning = (f"{source_name(path)}: its column(s) {', '.join(renamed)} would clash with this run's predictions: "
                f"kept as {', '.join(renamed.values())}") if renamed else ""
     # the whole document at once, so that no unit loses its neighbours at a chunk edge
-    rows = classify_units(model, units, in_sequence=not (isinstance(path, Path) and is_sentence_table(path)))
+    alone = isinstance(path, SentenceTable) or (isinstance(path, Path) and is_sentence_table(path))
+    rows = classify_units(model, units, in_sequence=not alone)
     chunks = [rows.iloc[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
     return FileResult(source_name(path), True, units=len(units), warning=warning), chunks
 
@@ -321,11 +323,12 @@ def _died(pending: deque[tuple[Path, Future]], started: Any) -> IngestError:
 
 def iter_classified(inputs: list[str | Path], model_dir: str | Path | None = None,
                     model: DomainClassifier | None = None, jobs: int = 1, chunk_size: int = 2000,
-                    seg: SegmentParams | None = None,
-                    documents: TableOptions | None = None) -> Iterator[tuple[FileResult, list[pd.DataFrame]]]:
+                    seg: SegmentParams | None = None, documents: TableOptions | None = None,
+                    read: SentenceTable | None = None) -> Iterator[tuple[FileResult, list[pd.DataFrame]]]:
     """(result, chunks) per input file, in input order; `jobs` > 1 spreads files over processes
     (each loads the model from `model_dir`). With `documents`, each row of a .jsonl/.csv/.parquet
-    input is a document of its own, streamed in this process (`jobs` does not apply)."""
+    input is a document of its own, streamed in this process (`jobs` does not apply). `read` is
+    one of the inputs' sentence tables already read (by `scan_tables`), used instead of its file."""
     seg = seg or SegmentParams.from_dict(config.section("segment"))
     paths = list(iter_paths(inputs))
     ids = doc_ids(paths)
@@ -339,27 +342,39 @@ def iter_classified(inputs: list[str | Path], model_dir: str | Path | None = Non
         return
     model = model or load_model(model_dir)
     for path in paths:
-        yield classify_file(model, path, ids[path], seg, chunk_size)
+        source: Source = path
+        if read is not None and read.path == str(path) and read.doc_id == ids[path]:
+            source, read = read, None  # not kept once classified: memory holds one table at a time
+        yield classify_file(model, source, ids[path], seg, chunk_size)
 
 
-def passthrough_columns(inputs: list[str | Path]) -> list[str]:
-    """Columns that sentence tables (.jsonl/.csv inputs) carry beyond the unit columns, and `index`
-    when a table brings its own (the user's values then fill that column, as text).
+def scan_tables(paths: list[Path]) -> tuple[list[str], SentenceTable | None]:
+    """(pass-through columns, the first table as read) of the sentence tables among `paths`.
 
-    CSV headers and Parquet schemas are fixed by the first chunk written, so a batch mixing tables
-    with different columns (or tables and plain reports) needs them all before the first row."""
-    seen: dict[str, None] = {}
-    for path in iter_paths(inputs):
-        if not is_sentence_table(path):
-            continue
+    The columns are those the tables carry beyond the unit columns, and `index` when a table
+    brings its own (the user's values then fill that column, as text). CSV headers and Parquet
+    schemas are fixed by the first chunk written, so a batch mixing tables with different columns
+    (or tables and plain reports) needs them all before the first row. The tables are read last to
+    first, so the first is still in hand when its turn comes: a one-table batch is read once."""
+    ids = doc_ids(paths) if paths else {}
+    found: list[list[str]] = []
+    table = None
+    for path in reversed([p for p in paths if is_sentence_table(p)]):
         try:
-            table = read_source(path)
+            table = read_source(path, ids[path])
         except IngestError:
+            table = None
             continue  # reported when the file itself is classified
         columns = list(dict.fromkeys(c for row in table.rows for c in row))
         renamed = input_names(columns)  # as `classify_file` renames them
-        seen.update(dict.fromkeys(renamed.get(c, c) for c in columns))
-    return [c for c in seen if c not in UNIT_COLUMNS or c == "index"]
+        found.append([renamed.get(c, c) for c in columns])
+    seen = dict.fromkeys(c for columns in reversed(found) for c in columns)
+    return [c for c in seen if c not in UNIT_COLUMNS or c == "index"], table
+
+
+def passthrough_columns(inputs: list[str | Path]) -> list[str]:
+    """The pass-through columns of the sentence tables under `inputs` (see `scan_tables`)."""
+    return scan_tables(list(iter_paths(inputs)))[0]
 
 
 def _missing(value: Any) -> bool:
@@ -411,15 +426,17 @@ def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | N
     enricher = Enricher.build(options, [str(c) for c in model.classes_], paths, record_dir,
                               OUTPUT_COLUMNS + UNIT_COLUMNS)
     acc = enricher.summary()
-    extra = enricher.meta_columns + [c for c in passthrough_columns([p for p in paths if not options.reads_as_documents(p)])
-                                     if c not in enricher.meta_columns]
+    passthrough, read = scan_tables([p for p in paths if not options.reads_as_documents(p)])
+    extra = enricher.meta_columns + [c for c in passthrough if c not in enricher.meta_columns]
     results: list[FileResult] = []
     writers: list[TableWriter] = []
     done = False
     try:
         writers += [TableWriter(path) for path in targets]
-        for result, chunks in iter_classified(paths, model_dir, None if jobs > 1 else model, jobs, chunk_size, seg,
-                                              options.documents):
+        batch = iter_classified(paths, model_dir, None if jobs > 1 else model, jobs, chunk_size, seg,
+                                options.documents, read)
+        del read  # the batch lets go of the table once it has classified it
+        for result, chunks in batch:
             for chunk in chunks:
                 chunk = enricher.rows(chunk, result.path)
                 writers[0].write(format_chunk(chunk, writers[0].suffix, extra, enricher.optional_columns))

@@ -29,9 +29,9 @@ from typing import Any, Iterable, Iterator, Sequence
 import pandas as pd
 
 from pipeline.errors import IngestError, UsageError
-from pipeline.ingest import Document, decode_bytes, document_from_text, html_to_text
+from pipeline.ingest import Document, SentenceTable, decode_bytes, document_from_text, html_to_text
 from pipeline.io import check_regular, read_bytes
-from pipeline.segment import SegmentParams, segment_document, units_from_path
+from pipeline.segment import SegmentParams, segment_document, table_units, units_from_path
 
 DOCUMENT_TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
 _HTML = re.compile(r"<(?:p|div|br|html|body|span|table|h\d)\b", re.I)
@@ -62,7 +62,7 @@ class RowFailure:
     error: str
 
 
-Source = Path | DocumentRow | RowFailure
+Source = Path | DocumentRow | RowFailure | SentenceTable  # SentenceTable: a table file already read
 
 
 def is_document_table(path: str | Path) -> bool:
@@ -230,10 +230,13 @@ def _document_row(path: Path, line: int, number: int, row: dict[str, Any], optio
 
 
 def units_of(source: Source, seg: SegmentParams, doc_id: str) -> pd.DataFrame:
-    """The units of one source: a file (the usual recipe), a document-table row (segmented like a
-    report, its metadata as columns) or a failed row (raises its IngestError)."""
+    """The units of one source: a file (the usual recipe), a sentence table already read, a
+    document-table row (segmented like a report, its metadata as columns) or a failed row (raises
+    its IngestError)."""
     if isinstance(source, RowFailure):
         raise IngestError(source.error)
+    if isinstance(source, SentenceTable):
+        return table_units(source)
     if isinstance(source, DocumentRow):
         units = segment_document(source, seg)
         if units.empty:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import pipeline
 from pipeline import classify as cl
+from pipeline import segment
 from pipeline.cli import app
 from pipeline.io import read_table
 from pipeline.taxonomy import domain_ids
@@ -99,6 +100,26 @@ def test_sentence_tables_pass_columns_through(suffix: str, tmp_path: Path, tiny_
     assert list(out["text"]) == ["提高教师待遇。", "打好藍天保衛戰。"]  # as given, traditional kept
     assert list(out["id"].astype(int)) == [7, 8] and list(out["source"]) == ["网站", "网站"]
     assert list(out["heading"]) == ["", ""] and list(out["domain"]) == ["education", "ecology"]
+
+
+def test_tables_are_read_once_and_columns_keep_input_order(tmp_path: Path, tiny_model_dir: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pre-scan for pass-through columns hands the first table over instead of reading it twice;
+    later tables are read again (one table in memory at a time), and columns keep the input order."""
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(json.dumps({"text": "提高教师待遇。", "id": 1}, ensure_ascii=False) + "\n", encoding="utf-8")
+    second.write_text(json.dumps({"note": "x", "text": "打好蓝天保卫战。"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    reads: list[str] = []
+    real = cl.read_source
+    for module in (cl, segment):  # the scan's reader and the classifying one
+        monkeypatch.setattr(module, "read_source", lambda path, *a, **k: reads.append(Path(path).name) or real(path, *a, **k))
+    cl.run_batch([first], tmp_path / "one.parquet", model_dir=tiny_model_dir)
+    assert reads == ["a.jsonl"]
+    reads.clear()
+    cl.run_batch([first, second], tmp_path / "two.parquet", model_dir=tiny_model_dir)
+    assert sorted(reads) == ["a.jsonl", "b.jsonl", "b.jsonl"]
+    out = read_table(tmp_path / "two.parquet")
+    assert list(out.columns[-2:]) == ["id", "note"] and list(out["doc"]) == ["a", "b"]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
