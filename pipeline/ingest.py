@@ -423,26 +423,49 @@ def document_from_text(doc_id: str, raw: str, where: str = "", heading_max_chars
                     traditional=is_traditional(text))
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+UNPAIRED_SURROGATE = ("holds an unpaired surrogate escape (\\ud800 to \\udfff alone), which is no character: "
+                      "remove it or give the character it was meant to be")
+
+
+def has_unpaired_surrogate(text: str, value: Any) -> bool:
+    """Whether `value`, parsed from the JSON `text`, holds an unpaired surrogate escape: no
+    character, which no UTF-8 file, Arrow column or hash can hold. The text is searched for a
+    surrogate escape first (a pair, as emoji are written, is fine), so a clean file costs one scan."""
+    if not _SURROGATE_ESCAPE.search(text):
+        return False
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _json_lines(raw: str, path: Path) -> list[tuple[int, Any]]:
     """(line number, value) of every non-blank line. All lines are parsed in one call (as one JSON
     array; a call per line costs most of the time on big tables); only when that fails are they
-    parsed one by one, to name the line that is wrong."""
-    numbered = [(n, line) for n, line in enumerate(raw.splitlines(), 1) if line.strip()]
+    parsed one by one, to name the line that is wrong. Lines end at \\n only: a JSON string may
+    hold U+2028 and the other characters `str.splitlines` would also cut at."""
+    numbered = [(n, line) for n, line in enumerate(raw.split("\n"), 1) if line.strip()]
     try:
         values = json.loads("[" + ",".join(line for _, line in numbered) + "]")
-        if len(values) == len(numbered):
-            return [(n, v) for (n, _), v in zip(numbered, values)]
     except (json.JSONDecodeError, RecursionError):
-        pass
-    out = []
-    for lineno, line in numbered:
-        try:
-            out.append((lineno, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise IngestError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from exc
-        except RecursionError:
-            raise IngestError(f"{path}: line {lineno}: JSON nested too deeply to be a sentence") from None
-    return out
+        values = []
+    if len(values) != len(numbered):
+        values = [_json_line(line, lineno, path) for lineno, line in numbered]
+    if has_unpaired_surrogate(raw, values):
+        lineno = next(n for (n, line), v in zip(numbered, values) if has_unpaired_surrogate(line, v))
+        raise IngestError(f"{path}: line {lineno}: {UNPAIRED_SURROGATE}")
+    return [(n, v) for (n, _), v in zip(numbered, values)]
+
+
+def _json_line(line: str, lineno: int, path: Path) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from exc
+    except RecursionError:
+        raise IngestError(f"{path}: line {lineno}: JSON nested too deeply to be a sentence") from None
 
 
 def _read_table(raw: str, path: Path, doc_id: str, encoding: str) -> SentenceTable:

@@ -29,7 +29,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import pandas as pd
 
 from pipeline.errors import IngestError, UsageError
-from pipeline.ingest import Document, SentenceTable, decode_bytes, document_from_text, html_to_text
+from pipeline.ingest import (UNPAIRED_SURROGATE, Document, SentenceTable, decode_bytes, document_from_text,
+                             has_unpaired_surrogate, html_to_text)
 from pipeline.io import check_regular, read_bytes
 from pipeline.segment import SegmentParams, segment_document, table_units, units_from_path
 
@@ -112,7 +113,12 @@ def iter_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | IngestEr
             except json.JSONDecodeError as exc:
                 yield line, IngestError(f"{path}: line {line}: invalid JSON ({exc.msg})")
                 continue
-            yield line, row if isinstance(row, dict) else IngestError(f"{path}: line {line}: not a JSON object")
+            if not isinstance(row, dict):
+                yield line, IngestError(f"{path}: line {line}: not a JSON object")
+            elif has_unpaired_surrogate(text, row):
+                yield line, IngestError(f"{path}: line {line}: {UNPAIRED_SURROGATE}")
+            else:
+                yield line, row
         return
     with _large_csv_fields():
         reader = csv.reader(io.StringIO(raw, newline=""))
@@ -174,9 +180,10 @@ def _id_column(columns: Sequence[str], options: TableOptions, path: Path) -> str
 
 
 def _text_columns(path: Path, options: TableOptions) -> list[str]:
-    """The table's columns, checked to hold the text column."""
+    """The table's columns, checked to hold the text column (a table of failed rows has no columns:
+    its rows' own errors say what is wrong)."""
     columns = table_columns(path)
-    if options.text_column not in columns:
+    if columns and options.text_column not in columns:
         raise IngestError(f"{path}: line 1: no text column '{options.text_column}' (columns: {', '.join(columns)}); "
                           "name it with --text-column")
     return columns

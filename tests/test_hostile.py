@@ -230,6 +230,8 @@ def test_file_over_the_size_limit_is_refused(batch: Path, tmp_path: Path, tiny_m
     ("extra.csv", "text,id\n加强生态保护,推进修复。,1\n", "line 2: 3 fields, the header has 2"),
     ("deep.jsonl", "[" * 100_000 + "]" * 100_000 + "\n", "line 1:"),
     ("longtext.jsonl", json.dumps({"text": "发" * 200_000}) + "\n", "line 1: 'text' is longer"),
+    ("surrogate.jsonl", '{"text": "提高教师待遇。"}\n{"text": "加强生态\\ud800保护。"}\n', "line 2: holds an unpaired surrogate"),
+    ("surrogate_id.jsonl", '{"text": "提高教师待遇。", "id": "\\udfff"}\n', "line 1: holds an unpaired surrogate"),
 ])
 def test_broken_sentence_tables_name_file_and_line(name: str, content: str, needle: str, batch: Path,
                                                    tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -238,6 +240,37 @@ def test_broken_sentence_tables_name_file_and_line(name: str, content: str, need
     result = classify(batch, "--out", out, "--model", tiny_model_dir)
     assert needle in line_with(result, "failed:", batch / name)
     assert result.exit_code == 1 and set(read_table(out)["doc"]) == {"good"}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+def test_odd_but_valid_json_values_come_through_every_output(suffix: str, tmp_path: Path,
+                                                             tiny_model_dir: Path) -> None:
+    """U+2028 inside a string is valid JSON (not a line break), an emoji as a surrogate pair is one
+    character, an integer beyond 64 bits is a number: each row is classified, its values kept."""
+    rows = ['{"text": "加强生态保护\u2028修复。", "id": 1}', '{"text": "提高教师待遇\\ud83d\\ude00。", "id": 2}',
+            '{"text": "发展先进制造业。", "id": 123456789012345678901234567890}']
+    table = tmp_path / "odd.jsonl"
+    table.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / f"o{suffix}"
+    result = classify(table, "--out", out, "--model", tiny_model_dir)
+    no_traceback(result)
+    assert result.exit_code == 0, result.output
+    # pandas' JSON reader stops at an integer beyond 64 bits; the standard library reads it
+    got = pd.DataFrame([json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]) \
+        if suffix == ".jsonl" else read_table(out)
+    assert list(got["text"]) == ["加强生态保护\u2028修复。", "提高教师待遇😀。", "发展先进制造业。"]
+    assert [str(v) for v in got["id"]] == ["1", "2", "123456789012345678901234567890"]
+
+
+def test_unpaired_surrogate_in_a_document_table_fails_that_document_only(tmp_path: Path,
+                                                                         tiny_model_dir: Path) -> None:
+    table = tmp_path / "docs.jsonl"
+    table.write_text('{"doc": "a", "text": "加强生态\\udc00保护。"}\n{"doc": "b", "text": "发展先进制造业。"}\n',
+                     encoding="utf-8")
+    out = tmp_path / "o.parquet"
+    result = classify(table, "--documents", "--out", out, "--model", tiny_model_dir)
+    assert "line 1: holds an unpaired surrogate" in line_with(result, "failed:", table)
+    assert result.exit_code == 1 and set(read_table(out)["doc"]) == {"b"}
 
 
 def test_a_previous_result_as_input_keeps_its_predictions_as_input_columns(batch: Path, tmp_path: Path,
