@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+import orjson
 import pandas as pd
 
 from pipeline.errors import IngestError, PolicyDomainsError, UsageError
@@ -49,6 +50,9 @@ a sentence or a note is far shorter; a longer field is an unclosed quote or not 
 
 LOCK_TIMEOUT = 60.0
 """Seconds to wait for another process's lock on a file before giving up with a message."""
+
+# a line per object; datetimes and keys that are not text as the standard library writes them
+_ORJSON = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
 
 def _reason(exc: OSError) -> str:
@@ -277,17 +281,15 @@ class TableWriter:
                 self._parquet = pq.ParquetWriter(self.tmp, self._schema)
             self._parquet.write_table(table.cast(self._schema))
             return
-        if self._fh is None:
-            self._fh = open(self.tmp, "w", encoding="utf-8-sig" if self.suffix == ".csv" else "utf-8", newline="")
+        if self._fh is None:  # JSON lines come from the encoder as UTF-8 bytes
+            self._fh = open(self.tmp, "w", encoding="utf-8-sig", newline="") if self.suffix == ".csv" else \
+                open(self.tmp, "wb")
         if self.suffix == ".csv":
             sheet_safe_frame(frame).to_csv(self._fh, index=False, header=self.rows == 0)
         else:
-            # column by column into Python values (a struct column converts in one Arrow call),
-            # then one encoder for every row: `json.dumps` with options builds a new one per call
             names = list(frame.columns)
-            encode = json.JSONEncoder(ensure_ascii=False, default=_jsonable).encode
-            lines = [encode(dict(zip(names, values))) for values in zip(*(_python_values(frame[c]) for c in names))]
-            self._fh.write("".join(line + "\n" for line in lines))
+            self._fh.write(_json_lines_bytes([dict(zip(names, values))
+                                              for values in zip(*(_python_values(frame[c]) for c in names))]))
 
     def _close_handles(self) -> None:
         handles, self._parquet, self._fh = (self._parquet, self._fh), None, None
@@ -342,6 +344,21 @@ def commit_all(writers: Sequence[TableWriter], ok: bool) -> None:
     finally:
         for writer in writers:
             writer.discard()
+
+
+def _json_lines_bytes(records: list[dict[str, Any]]) -> bytes:
+    """One JSON object per line, in UTF-8 (characters as they are, no \\u escapes).
+
+    orjson writes them ten times faster than the standard library (whose float formatting is most
+    of a classified row's cost); a value it refuses (an integer beyond 64 bits, a lone surrogate
+    from a hostile input) sends the whole chunk through the standard library instead, with every
+    character beyond ASCII escaped: a lone surrogate cannot be written as UTF-8, only as the
+    ``\\ud800`` escape it came in as."""
+    try:
+        return b"".join(orjson.dumps(r, default=_jsonable, option=_ORJSON) for r in records)
+    except TypeError:  # orjson.JSONEncodeError is one
+        encode = json.JSONEncoder(default=_jsonable).encode
+        return "".join(encode(r) + "\n" for r in records).encode("ascii")
 
 
 def _python_values(column: pd.Series) -> list[Any]:
