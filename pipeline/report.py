@@ -56,6 +56,11 @@ def load_result(path: str | Path) -> pd.DataFrame:
     frame["doc"] = frame["doc"].astype(str)
     frame["text"] = frame["text"].fillna("").astype(str)
     frame["domain"] = frame["domain"].fillna("").astype(str)
+    unknown = ~frame["domain"].isin(domain_ids())
+    if unknown.any():
+        row = int(unknown.to_numpy().argmax())
+        raise UsageError(f"{path}: row {row + 2}: domain '{frame['domain'].iloc[row]}' is not one of the codebook's "
+                         f"domain ids ({', '.join(domain_ids())}); is this a `policy-domains classify` result?")
     if "scores" in frame:
         scores = []
         for row, value in enumerate(frame["scores"], 2):

@@ -177,25 +177,33 @@ class Summary:
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, rows: pd.DataFrame) -> None:
-        for doc, g in rows.groupby("doc", sort=False):
+        """Count a chunk of rows into their documents: units, characters and squared characters per
+        domain (in `ids` order), counted for all documents of the chunk at once."""
+        codes, docs = pd.factorize(rows["doc"], sort=False)
+        domains = pd.Categorical(rows["domain"], categories=self.ids).codes
+        if (domains < 0).any():
+            raise ValueError(f"domain(s) {sorted(set(rows['domain'][domains < 0]))} are not among the model's {self.ids}")
+        lengths = rows["text"].str.len().to_numpy(dtype=float)
+        k, cells = len(self.ids), codes * len(self.ids) + domains
+
+        def per_doc_and_domain(weights: np.ndarray | None = None) -> np.ndarray:
+            return np.rint(np.bincount(cells, weights, minlength=len(docs) * k)).astype(np.int64).reshape(-1, k)
+
+        n, c, c2 = per_doc_and_domain(), per_doc_and_domain(lengths), per_doc_and_domain(lengths ** 2)
+        confident = np.bincount(codes, rows["confident"].to_numpy(dtype=float), minlength=len(docs)) \
+            if self.coverage and "confident" in rows else np.zeros(len(docs))
+        firsts = np.unique(codes, return_index=True)[1]  # each document's first row in the chunk
+        for i, doc in enumerate(docs):
             entry = self.docs.get(doc)
             if entry is None:
-                entry = self.docs[doc] = {
-                    "sentences": 0, "chars": 0, "confident": 0, "n": dict.fromkeys(self.ids, 0),
-                    "c": dict.fromkeys(self.ids, 0), "c2": dict.fromkeys(self.ids, 0),
-                    "meta": {c: g[c].iloc[0] for c in self.meta_columns if c in g}}
-            lengths = g["text"].str.len()
-            entry["sentences"] += len(g)
-            entry["chars"] += int(lengths.sum())
-            if self.coverage and "confident" in g:
-                entry["confident"] += int(g["confident"].sum())
-            for dom, n in g["domain"].value_counts().items():
-                entry["n"][dom] += int(n)
-            by_domain = lengths.groupby(g["domain"])
-            for dom, c in by_domain.sum().items():
-                entry["c"][dom] += int(c)
-            for dom, c2 in (lengths ** 2).groupby(g["domain"]).sum().items():
-                entry["c2"][dom] += int(c2)
+                entry = self.docs[doc] = {**self._empty(),
+                                          "meta": {m: rows[m].iloc[firsts[i]] for m in self.meta_columns if m in rows}}
+            entry["sentences"] += int(n[i].sum())
+            entry["chars"] += int(c[i].sum())
+            entry["confident"] += int(confident[i])
+            entry["n"] += n[i]
+            entry["c"] += c[i]
+            entry["c2"] += c2[i]
 
     def frame(self) -> pd.DataFrame:
         """One row per document: `doc`, metadata, counts, then every share with `_low`/`_high` bounds.
@@ -212,18 +220,21 @@ class Summary:
         return frame.assign(**{c: typed(frame[c]) for c in self.meta_columns})
 
     def _empty(self) -> dict[str, Any]:
-        zeros = dict.fromkeys(self.ids, 0)
-        return {"sentences": 0, "chars": 0, "confident": 0, "n": zeros, "c": zeros, "c2": zeros, "meta": {}}
+        """A document's counts before its first row: `n`, `c`, `c2` per domain, in `ids` order."""
+        k = len(self.ids)
+        return {"sentences": 0, "chars": 0, "confident": 0, "n": np.zeros(k, np.int64), "c": np.zeros(k, np.int64),
+                "c2": np.zeros(k, np.int64), "meta": {}}
 
     def _row(self, doc: str, e: dict[str, Any]) -> dict[str, Any]:
         ids, pol, level = self.ids, policy_ids(self.ids), self.settings.level
-        n = np.array([e["n"][d] for d in ids], dtype=float)
-        policy_n = np.array([e["n"][d] for d in pol], dtype=float)
+        counts = dict(zip(ids, e["n"].tolist()))
+        n = e["n"].astype(float)
+        policy_n = np.array([counts[d] for d in pol], dtype=float)
         row: dict[str, Any] = {"doc": doc, **{c: e["meta"].get(c) for c in self.meta_columns}}
         row.update(sentences=e["sentences"], policy_sentences=int(policy_n.sum()), chars=e["chars"])
         if self.coverage:
             row["coverage"] = _r(e["confident"] / e["sentences"]) if e["sentences"] else None
-        row.update({f"n_{d}": e["n"][d] for d in ids})
+        row.update({f"n_{d}": counts[d] for d in ids})
         row.update(_with_bounds("share", pol, policy_n, policy_n.sum(), level))
         if self.confusion is not None:
             adjusted = to_policy(adjust(n, misclassification_matrix(self.confusion)), ids) if n.sum() else \
@@ -231,15 +242,14 @@ class Summary:
             low, high = adjusted_interval(n, self.confusion, ids, self.settings, doc)
             row.update(_columns("adj_share", pol, adjusted, low, high))
         row.update(_with_bounds("share_all", ids, n, n.sum(), level))
-        chars = np.array([e["c"][d] for d in ids], dtype=float)
-        squares = np.array([e["c2"][d] for d in ids], dtype=float)
+        chars, squares = e["c"].astype(float), e["c2"].astype(float)
         # Kish's effective sample size of a character-weighted proportion: (Σw)² / Σw²
         n_eff = chars.sum() ** 2 / squares.sum() if squares.sum() else 0.0
         share = chars / chars.sum() if chars.sum() else np.zeros(len(ids))
         low, high = wilson(share * n_eff, n_eff, level)
         row.update(_columns("char_share", ids, share, low, high))
         if self.cap is not None:
-            row.update(cap_shares(e["n"], self.cap, level))
+            row.update(cap_shares(counts, self.cap, level))
         return row
 
 

@@ -999,12 +999,15 @@ def result_file(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) 
 @pytest.mark.parametrize("case, needle", [
     ("not json", "not a readable .jsonl table"), ("empty", "no rows"), ("bad scores", "row 2: 'scores'"),
     ("fifo", "FIFO"), ("missing", "no such file"), ("no columns", "missing columns"),
+    ("edited domain", "row 3: domain 'ecologyX' is not one of"),
 ])
 def test_hostile_result_files_for_the_report(case: str, needle: str, tmp_path: Path) -> None:
     path = tmp_path / ("r.parquet" if case == "empty" else "r.jsonl")
     content = {"not json": "{oops\n",
                "bad scores": json.dumps({"doc": "d", "text": "x", "domain": "ecology", "scores": "{bad"}) + "\n",
-               "no columns": json.dumps({"a": 1}) + "\n"}.get(case)
+               "no columns": json.dumps({"a": 1}) + "\n",
+               "edited domain": "".join(json.dumps({"doc": "d", "text": "x", "domain": d}) + "\n"
+                                        for d in ("ecology", "ecologyX"))}.get(case)
     if case == "fifo":
         os.mkfifo(path)
     elif case == "empty":
