@@ -46,8 +46,11 @@ class BatchOptions:
 
 
 def score_matrix(scores: pd.Series, ids: Sequence[str]) -> np.ndarray:
-    """Rows' `scores` (the struct column `classify.predictions_frame` makes) as a units × ids matrix."""
-    return np.column_stack([scores.struct.field(d).to_numpy(dtype=float) for d in ids])
+    """Rows' `scores` (the struct column `classify.predictions_frame` makes) as a units × ids matrix,
+    read from the Arrow arrays (pandas' struct accessor costs ten times more)."""
+    struct = scores.array.__arrow_array__().combine_chunks()
+    children = {struct.type.field(i).name: child for i, child in enumerate(struct.flatten())}
+    return np.column_stack([children[d].to_numpy(zero_copy_only=False) for d in ids]).astype(float)
 
 
 class Enricher:

@@ -29,11 +29,12 @@ def ranked(proba: np.ndarray, ids: Sequence[str], top: int = MAX_LABELS) -> tupl
 def label_sets(names: np.ndarray, scores: np.ndarray, threshold: float | None) -> list[str]:
     """"primary|second|third": the primary domain plus each runner-up scoring at least `threshold`
     (None: the primary domain only)."""
-    if threshold is None or names.shape[1] < 2:
-        return [str(n) for n in names[:, 0]]
-    keep = scores[:, 1:] >= threshold
-    return ["|".join([str(row[0]), *(str(d) for d, k in zip(row[1:], mask) if k)])
-            for row, mask in zip(names, keep)]
+    labels = names[:, 0].astype(str).astype(object)
+    if threshold is None:
+        return labels.tolist()
+    for k in range(1, names.shape[1]):  # column by column: a loop over rows cost 50 ms per 20,000
+        labels = np.where(scores[:, k] >= threshold, labels + "|" + names[:, k].astype(str).astype(object), labels)
+    return labels.tolist()
 
 
 def set_f1(predicted: Iterable[Iterable[str]], gold: Iterable[Iterable[str]]) -> float:
