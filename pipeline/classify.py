@@ -35,7 +35,7 @@ from pipeline.enrich import RANKED_COLUMNS, BatchOptions, Enricher
 from pipeline.errors import IngestError, ModelError
 from pipeline.ingest import (SentenceTable, doc_id_for, is_sentence_table, iter_paths, normalise_many,
                              printable_path, read_source)
-from pipeline.io import TableWriter, commit_all
+from pipeline.io import TableWriter, commit_all, text_series
 from pipeline.metadata import Source, TableOptions, is_document_table, source_name, sources, units_of
 from pipeline.model import DomainClassifier
 from pipeline.model import load_model as _load_model
@@ -102,7 +102,7 @@ def predictions_frame(model: DomainClassifier, units: pd.DataFrame) -> pd.DataFr
     best = proba.argmax(axis=1)
     struct = pa.StructArray.from_arrays([pa.array(proba[:, i]) for i in range(len(ids))], names=ids)
     return pd.DataFrame({
-        "domain": np.asarray(ids, dtype=object)[best],
+        "domain": text_series(np.asarray(ids, dtype=object)[best], units.index),
         "confidence": proba[np.arange(len(units)), best],
         "scores": pd.arrays.ArrowExtensionArray(struct),
     }, index=units.index)

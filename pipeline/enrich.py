@@ -20,6 +20,7 @@ import pandas as pd
 from pipeline.crosswalk import Crosswalk, load_crosswalk
 from pipeline.errors import IngestError, UsageError
 from pipeline.heldout import HeldOut, read_heldout
+from pipeline.io import text_series
 from pipeline.metadata import MetadataTable, TableOptions, check_names, is_document_table, metadata_columns
 from pipeline.multilabel import label_sets, ranked
 from pipeline.shares import ShareSettings, Summary
@@ -96,8 +97,9 @@ class Enricher:
         """A chunk of one source's output rows with every added field (`source`: its input file)."""
         proba = score_matrix(chunk["scores"], self.ids)
         names, scores = ranked(proba, self.ids)
-        out = chunk.assign(domains=label_sets(names, scores, self.threshold), domain_2=names[:, 1],
-                           score_2=scores[:, 1], domain_3=names[:, 2], score_3=scores[:, 2])
+        out = chunk.assign(domains=text_series(label_sets(names, scores, self.threshold), chunk.index),
+                           domain_2=text_series(names[:, 1], chunk.index), score_2=scores[:, 1],
+                           domain_3=text_series(names[:, 2], chunk.index), score_3=scores[:, 2])
         if self.options.min_confidence is not None:
             out["confident"] = out["confidence"] >= self.options.min_confidence
         if self.crosswalk is not None:

@@ -24,6 +24,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
+
 from pipeline.errors import IngestError
 from pipeline.io import FIELD_LIMIT, csv_records, read_bytes, sheet_value
 
@@ -305,17 +307,22 @@ def is_traditional(text: str, sample: int = 5000) -> bool:
     return len(_traditional_pattern().findall(head)) >= max(3, han // 100)
 
 
-# NFKC's own mapping of the full-width ASCII forms and the ideographic space: applied with
-# str.translate first, it leaves almost every Chinese unit already in NFKC, which the quick check
-# confirms; only the rest pay for the full normalisation (same result, a quarter less time).
-_WIDTH = {0xFF01 + i: 0x21 + i for i in range(0x5E)} | {0x3000: 0x20}
+def _narrow(text: str) -> str:
+    """NFKC's own mapping of the full-width ASCII forms (U+FF01-FF5E) and the ideographic space,
+    done on the code points in numpy: `str.translate` looks every character up in a dict, six
+    times slower on Chinese text. Applied first, it leaves almost every Chinese unit already in
+    NFKC, which the quick check confirms; only the rest pay for the full normalisation."""
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).copy()
+    points[(points >= 0xFF01) & (points <= 0xFF5E)] -= 0xFEE0
+    points[points == 0x3000] = 0x20
+    return points.tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def fold(texts: list[str]) -> list[str]:
     """Width- and space-insensitive form of units (NFKC, collapsed spaces): the basis of text hashes."""
     if not texts:
         return []
-    parts = "\n".join(t.replace("\n", " ") for t in texts).translate(_WIDTH).split("\n")
+    parts = _narrow("\n".join(t.replace("\n", " ") for t in texts)).split("\n")
     done, nfkc = unicodedata.is_normalized, unicodedata.normalize
     joined = "\n".join(p if done("NFKC", p) else nfkc("NFKC", p) for p in parts)
     out = [t.strip() for t in _WS.sub(" ", joined).split("\n")]

@@ -288,8 +288,8 @@ class TableWriter:
             sheet_safe_frame(frame).to_csv(self._fh, index=False, header=self.rows == 0)
         else:
             names = list(frame.columns)
-            self._fh.write(_json_lines_bytes([dict(zip(names, values))
-                                              for values in zip(*(_python_values(frame[c]) for c in names))]))
+            _write_json_lines(self._fh, (dict(zip(names, values))
+                                         for values in zip(*(_python_values(frame[c]) for c in names))))
 
     def _close_handles(self) -> None:
         handles, self._parquet, self._fh = (self._parquet, self._fh), None, None
@@ -346,19 +346,30 @@ def commit_all(writers: Sequence[TableWriter], ok: bool) -> None:
             writer.discard()
 
 
-def _json_lines_bytes(records: list[dict[str, Any]]) -> bytes:
-    """One JSON object per line, in UTF-8 (characters as they are, no \\u escapes).
+def _write_json_lines(fh: Any, records: Iterable[dict[str, Any]]) -> None:
+    """One JSON object per line, in UTF-8 (characters as they are, no \\u escapes), each written
+    as soon as it is encoded: holding a chunk's encoded lines before writing them cost more than
+    encoding them.
 
-    orjson writes them ten times faster than the standard library (whose float formatting is most
-    of a classified row's cost); a value it refuses (an integer beyond 64 bits, a lone surrogate
-    from a hostile input) sends the whole chunk through the standard library instead, with every
+    orjson encodes a classified row ten times faster than the standard library (whose float
+    formatting is most of the cost). A row with a value orjson refuses (an integer beyond 64 bits,
+    a lone surrogate from a hostile input) goes through the standard library instead, with every
     character beyond ASCII escaped: a lone surrogate cannot be written as UTF-8, only as the
     ``\\ud800`` escape it came in as."""
-    try:
-        return b"".join(orjson.dumps(r, default=_jsonable, option=_ORJSON) for r in records)
-    except TypeError:  # orjson.JSONEncodeError is one
-        encode = json.JSONEncoder(default=_jsonable).encode
-        return "".join(encode(r) + "\n" for r in records).encode("ascii")
+    dumps, write = orjson.dumps, fh.write
+    for record in records:
+        try:
+            line = dumps(record, default=_jsonable, option=_ORJSON)
+        except TypeError:  # orjson.JSONEncodeError is one
+            line = (json.dumps(record, default=_jsonable) + "\n").encode("ascii")
+        write(line)
+
+
+def text_series(values: Iterable[Any], index: pd.Index | None = None) -> pd.Series:
+    """Text values as an object column. Left to infer, pandas 3 copies every string into its
+    Arrow-backed `str` dtype, and the writers copy them back out: for a batch's domain and text
+    columns that costs more than anything done with them."""
+    return pd.Series(values, index=index, dtype=object)
 
 
 def _python_values(column: pd.Series) -> list[Any]:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from pipeline.errors import IngestError
 from pipeline.ingest import Document, SentenceTable, Source, fold, iter_paths, read_source, simplify_folded
+from pipeline.io import text_series
 
 UNIT_COLUMNS = ["doc", "sent_id", "index", "text", "text_norm", "text_hash", "heading",
                 "is_heading", "position"]
@@ -152,17 +153,14 @@ def _frame(doc_id: str, texts: list[str], headings: list[str], is_heading: list[
     folded = fold(texts)
     norms = simplify_folded(folded, traditional)
 
-    def col(values: list[str]) -> pd.Series:  # object dtype: skips pandas' costly str inference
-        return pd.Series(values, dtype=object)
-
     return pd.DataFrame({
-        "doc": col(docs if docs is not None else [doc_id] * n),
-        "sent_id": col([f"{doc_id}:{i}" for i in range(n)]),
+        "doc": text_series(docs if docs is not None else [doc_id] * n),
+        "sent_id": text_series([f"{doc_id}:{i}" for i in range(n)]),
         "index": range(n),
-        "text": col(texts),
-        "text_norm": col(norms),
-        "text_hash": col([text_hash(t) for t in folded]),
-        "heading": col(headings),
+        "text": text_series(texts),
+        "text_norm": text_series(norms),
+        "text_hash": text_series([text_hash(t) for t in folded]),
+        "heading": text_series(headings),
         "is_heading": is_heading,
         "position": [round(i / max(n, 1), 4) for i in range(n)],
     })

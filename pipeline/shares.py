@@ -183,7 +183,7 @@ class Summary:
         domains = pd.Categorical(rows["domain"], categories=self.ids).codes
         if (domains < 0).any():
             raise ValueError(f"domain(s) {sorted(set(rows['domain'][domains < 0]))} are not among the model's {self.ids}")
-        lengths = rows["text"].str.len().to_numpy(dtype=float)
+        lengths = np.fromiter(map(len, rows["text"]), dtype=float, count=len(rows))
         k, cells = len(self.ids), codes * len(self.ids) + domains
 
         def per_doc_and_domain(weights: np.ndarray | None = None) -> np.ndarray:
