@@ -398,7 +398,8 @@ def format_chunk(chunk: pd.DataFrame, suffix: str, extra: list[str], optional: l
     if suffix == ".jsonl":
         cols = [c for c in [*optional, *extra] if c in chunk]
         chunk = chunk[[c for c in order if c in chunk] + [c for c in chunk if c not in order]]
-        return chunk.assign(**{c: chunk[c].map(lambda v: None if _missing(v) else v) for c in cols})
+        # as Python objects, so a missing value is None and a CAP code stays an integer (not 1.0)
+        return chunk.assign(**{c: chunk[c].astype(object).where(chunk[c].notna(), None) for c in cols})
     out = chunk.reindex(columns=order)
     out = out.assign(**{c: out[c].map(_as_text).astype("string") for c in extra})
     if suffix == ".csv":

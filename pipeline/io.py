@@ -25,6 +25,7 @@ import errno
 import fcntl
 import io
 import json
+import math
 import os
 import re
 import stat
@@ -361,7 +362,8 @@ def _write_json_lines(fh: Any, records: Iterable[dict[str, Any]]) -> None:
         try:
             line = dumps(record, default=_jsonable, option=_ORJSON)
         except TypeError:  # orjson.JSONEncodeError is one
-            line = (json.dumps(record, default=_jsonable) + "\n").encode("ascii")
+            plain = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+            line = (json.dumps(plain, default=_jsonable) + "\n").encode("ascii")  # NaN as null, as orjson
         write(line)
 
 
@@ -382,7 +384,11 @@ def _python_values(column: pd.Series) -> list[Any]:
     return column.tolist()
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
+    """A value JSON has no type for: numpy's as Python's, pandas' missing values as null, the rest
+    as text."""
+    if value is pd.NA or value is pd.NaT:
+        return None
     if hasattr(value, "tolist"):
         return value.tolist()
     if hasattr(value, "item"):

@@ -122,6 +122,26 @@ def test_tables_are_read_once_and_columns_keep_input_order(tmp_path: Path, tiny_
     assert list(out.columns[-2:]) == ["id", "note"] and list(out["doc"]) == ["a", "b"]
 
 
+def test_missing_values_are_json_null(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """In .jsonl output a value that is missing (a CAP code for `party` or `other`, a pass-through
+    column a row lacks) is null: never NaN (not JSON), never the text "<NA>"."""
+    table = tmp_path / "t.jsonl"
+    rows = [{"text": "提高教师待遇。", "note": "a"}, {"text": "坚持党的全面领导。"}, {"text": "谢谢大家。", "note": None}]
+    table.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "o.jsonl"
+    code, output = classify(table, "--cap", "--out", out, "--model", tiny_model_dir)
+    assert code == 0, output
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} in JSON output")
+
+    got = [json.loads(line, parse_constant=no_constants) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["note"] for r in got] == ["a", None, None]
+    codes = {r["domain"]: r["cap_code"] for r in got}
+    assert all((code is None) == (domain in ("party", "other")) for domain, code in codes.items()), codes
+    assert all(code is None or isinstance(code, int) for code in codes.values())
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_output_formats_hold_the_same_rows(suffix: str, batch: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
     """A batch mixing a report and a table with extra columns: every format keeps every column."""
