@@ -322,7 +322,7 @@ def _died(pending: deque[tuple[Path, Future]], started: Any) -> IngestError:
 
 
 def iter_classified(inputs: list[str | Path], model_dir: str | Path | None = None,
-                    model: DomainClassifier | None = None, jobs: int = 1, chunk_size: int = 2000,
+                    model: DomainClassifier | None = None, jobs: int = 1, chunk_size: int = 10_000,
                     seg: SegmentParams | None = None, documents: TableOptions | None = None,
                     read: SentenceTable | None = None) -> Iterator[tuple[FileResult, list[pd.DataFrame]]]:
     """(result, chunks) per input file, in input order; `jobs` > 1 spreads files over processes
@@ -409,7 +409,7 @@ def format_chunk(chunk: pd.DataFrame, suffix: str, extra: list[str], optional: l
 
 @_collector_spared()
 def run_batch(inputs: list[str | Path], out: str | Path, summary: str | Path | None = None,
-              model_dir: str | Path | None = None, jobs: int = 1, chunk_size: int = 2000,
+              model_dir: str | Path | None = None, jobs: int = 1, chunk_size: int = 10_000,
               on_file: Callable[[FileResult], None] = lambda r: None,
               seg: SegmentParams | None = None, options: BatchOptions | None = None,
               model: DomainClassifier | None = None) -> list[FileResult]:
