@@ -356,7 +356,7 @@ def scan_tables(paths: list[Path]) -> tuple[list[str], SentenceTable | None]:
     schemas are fixed by the first chunk written, so a batch mixing tables with different columns
     (or tables and plain reports) needs them all before the first row. The tables are read last to
     first, so the first is still in hand when its turn comes: a one-table batch is read once."""
-    ids = doc_ids(paths) if paths else {}
+    ids = doc_ids(paths)
     found: list[list[str]] = []
     table = None
     for path in reversed([p for p in paths if is_sentence_table(p)]):

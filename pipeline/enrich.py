@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipeline.crosswalk import Crosswalk, load_crosswalk
 from pipeline.errors import IngestError, UsageError
@@ -49,8 +50,8 @@ class BatchOptions:
 def score_matrix(scores: pd.Series, ids: Sequence[str]) -> np.ndarray:
     """Rows' `scores` (the struct column `classify.predictions_frame` makes) as a units × ids matrix,
     read from the Arrow arrays (pandas' struct accessor costs ten times more)."""
-    struct = scores.array.__arrow_array__().combine_chunks()
-    children = {struct.type.field(i).name: child for i, child in enumerate(struct.flatten())}
+    struct = pa.array(scores.array)  # one StructArray, as io writes it; flatten() respects a slice's offset
+    children = dict(zip((f.name for f in struct.type), struct.flatten()))
     return np.column_stack([children[d].to_numpy(zero_copy_only=False) for d in ids]).astype(float)
 
 

@@ -238,7 +238,8 @@ def _arrow_table(frame: pd.DataFrame) -> "pa.Table":
     converting a chunk's columns."""
     import pyarrow as pa
 
-    structs = [c for c in frame if isinstance(frame[c].dtype, pd.ArrowDtype) and pa.types.is_struct(frame[c].dtype.pyarrow_dtype)]
+    structs = [c for c in frame
+               if isinstance(frame[c].dtype, pd.ArrowDtype) and pa.types.is_struct(frame[c].dtype.pyarrow_dtype)]
     table = pa.Table.from_pandas(frame.drop(columns=structs), preserve_index=False, nthreads=1)
     for column in structs:  # in column order, so every one lands at its own position
         table = table.add_column(frame.columns.get_loc(column), column, pa.array(frame[column].array))

@@ -182,7 +182,8 @@ class Summary:
         codes, docs = pd.factorize(rows["doc"], sort=False)
         domains = pd.Categorical(rows["domain"], categories=self.ids).codes
         if (domains < 0).any():
-            raise ValueError(f"domain(s) {sorted(set(rows['domain'][domains < 0]))} are not among the model's {self.ids}")
+            unknown = sorted(set(rows["domain"][domains < 0]))
+            raise ValueError(f"domain(s) {unknown} are not among the model's {self.ids}")
         lengths = np.fromiter(map(len, rows["text"]), dtype=float, count=len(rows))
         k, cells = len(self.ids), codes * len(self.ids) + domains
 
